@@ -1,0 +1,1 @@
+"""Numba DSP kernels: resampling, alignment, orientation, gait events, per-step metrics."""

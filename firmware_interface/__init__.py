@@ -1,0 +1,1 @@
+"""Sensor wire protocol and device I/O (no DSP, no storage)."""

@@ -1,0 +1,1 @@
+"""Result stores: the embedded default store (SQLite) and InfluxDB sinks."""
