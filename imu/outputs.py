@@ -1,0 +1,143 @@
+"""Result files of ``imu analyze`` / ``imu replay`` / ``imu simulate``: the public output contract.
+
+``events.csv``, ``steps.csv``, ``alerts.csv`` and ``summary.json`` in one directory. Formatting is fixed
+(so the same input gives byte-identical files); a metric that cannot be computed is an empty cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dsp.types import EVENT_NAMES, SIDE_NAMES, STEP_METRICS, STEPS_CSV_COLUMNS, EventKind, Side
+
+#: decimals per steps.csv column
+_STEP_FORMAT = {
+    "time_s": 4,
+    "cadence_spm": 2,
+    "contact_time_s": 4,
+    "flight_time_s": 4,
+    "vertical_oscillation_m": 4,
+    "pelvic_drop_deg": 2,
+    "pelvic_rotation_deg": 2,
+    "pelvic_tilt_deg": 2,
+}
+
+ALERTS_CSV_COLUMNS = ("time_s", "metric", "level", "message")
+
+
+def _fmt(value: float, decimals: int) -> str:
+    if value is None or not math.isfinite(value):
+        return ""
+    text = f"{value:.{decimals}f}"
+    return "0." + "0" * decimals if text == "-0." + "0" * decimals else text
+
+
+def write_events_csv(path: Path, events: npt.NDArray[Any]) -> None:
+    lines = ["time_s,event,side"]
+    lines += [
+        f"{_fmt(float(e['time_s']), 4)},{EVENT_NAMES[EventKind(int(e['kind']))]},{SIDE_NAMES[Side(int(e['side']))]}"
+        for e in events
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_steps_csv(path: Path, steps: npt.NDArray[Any]) -> None:
+    lines = [",".join(STEPS_CSV_COLUMNS)]
+    for s in steps:
+        cells = []
+        for col in STEPS_CSV_COLUMNS:
+            if col == "side":
+                cells.append(SIDE_NAMES[Side(int(s["side"]))])
+            else:
+                cells.append(_fmt(float(s[col]), _STEP_FORMAT[col]))
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _csv_text(value: str) -> str:
+    if any(c in value for c in ',"\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def write_alerts_csv(path: Path, alerts: Iterable[Any]) -> None:
+    """``alerts`` are :class:`imu.alerts.Alert` objects (time_s, metric, level, message)."""
+    lines = [",".join(ALERTS_CSV_COLUMNS)]
+    lines += [
+        f"{_fmt(float(a.time_s), 4)},{_csv_text(a.metric)},{_csv_text(a.level)},{_csv_text(a.message)}"
+        for a in alerts
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _nanmean(values: npt.NDArray[np.float64]) -> float | None:
+    finite = values[np.isfinite(values)]
+    return round(float(finite.mean()), 6) if finite.size else None
+
+
+def summarize(steps: npt.NDArray[Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Per-side averages and counts plus left/right asymmetry of each metric.
+
+    Asymmetry (%) = 100 * (left - right) / mean(left, right); positive = left larger.
+    """
+    summary: dict[str, Any] = {"steps": int(len(steps))}
+    per_side: dict[str, dict[str, Any]] = {}
+    for side in (Side.LEFT, Side.RIGHT, Side.UNKNOWN):
+        sel = steps[steps["side"] == side]
+        entry: dict[str, Any] = {"steps": int(len(sel))}
+        for m in STEP_METRICS:
+            entry[m] = _nanmean(sel[m]) if len(sel) else None
+        per_side[SIDE_NAMES[side]] = entry
+    summary["per_side"] = per_side
+    overall: dict[str, Any] = {}
+    for m in STEP_METRICS:
+        overall[m] = _nanmean(steps[m]) if len(steps) else None
+    summary["overall"] = overall
+    asym: dict[str, float | None] = {}
+    for m in STEP_METRICS:
+        left, right = per_side["left"][m], per_side["right"][m]
+        if left is None or right is None or (left + right) == 0:
+            asym[m] = None
+        else:
+            asym[m] = round(100.0 * (left - right) / (0.5 * (left + right)), 3)
+    summary["asymmetry_pct"] = asym
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def write_summary_json(path: Path, summary: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_outputs(
+    out_dir: str | Path,
+    events: npt.NDArray[Any],
+    steps: npt.NDArray[Any],
+    alerts: Iterable[Any],
+    summary: Mapping[str, Any],
+) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_events_csv(out / "events.csv", events)
+    write_steps_csv(out / "steps.csv", steps)
+    write_alerts_csv(out / "alerts.csv", alerts)
+    write_summary_json(out / "summary.json", summary)
+    return out

@@ -1,0 +1,211 @@
+"""Sessions from each source, all through :class:`imu.pipeline.Pipeline`.
+
+* :func:`simulate_session`: simulated runner -> wire packets, processed as they "arrive"
+  (optionally recorded);
+* :func:`replay_session`: a recording, as fast as possible or paced as recorded;
+* :func:`analyze_csv`: a CSV file from another tool.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+
+from imu.csv_input import AccUnit, GyrUnit, read_csv
+from imu.outputs import write_outputs, write_steps_csv
+from imu.pipeline import Pipeline, PipelineResult, SessionInfo
+from storage.records import Sink
+
+#: packets handed to the pipeline per call in a replay (any value gives the same results)
+REPLAY_BATCH_PACKETS = 256
+#: a live source hands over what arrived in this much host time
+LIVE_BATCH_S = 0.1
+
+
+def _sinks(sink: Sink | None) -> list[Sink]:
+    return [sink] if sink is not None else []
+
+
+def _finish(pipeline: Pipeline, out_dir: str | Path | None) -> PipelineResult:
+    res = pipeline.close()
+    if out_dir is not None:
+        write_outputs(out_dir, res.events, res.steps, res.alerts, res.summary)
+    return res
+
+
+def simulate_session(
+    *,
+    minutes: float,
+    seed: int,
+    runner: str = "sim-runner",
+    rate_hz: int = 200,
+    record_path: str | Path | None = None,
+    sink: Sink | None = None,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """Simulate a run and process its packets in arrival order, as a live session would."""
+    from firmware_interface.recording import RecordingWriter
+    from simulators import simulate_run
+    from simulators.sensor import SensorConfig
+
+    run = simulate_run(minutes, seed, sensor=SensorConfig(sample_rate_hz=rate_hz, seed=seed))
+    start_utc_s = time.time()
+    info = SessionInfo(
+        session_id=f"sim-{seed}-{uuid.uuid4().hex[:8]}",
+        runner=runner,
+        device="simulated-sacrum-imu",
+        source="simulator",
+        start_utc_s=start_utc_s,
+        metadata={"seed": seed, "minutes": minutes, "sample_rate_hz": rate_hz},
+    )
+    pipeline = Pipeline(info, _sinks(sink))
+    packets = run.packets
+    writer = None
+    if record_path is not None:
+        writer = RecordingWriter(str(record_path), _recording_metadata(info, run.metadata))
+    try:
+        task = progress.add_task("simulating", total=len(packets)) if progress else None
+        with progress or _nullcontext():
+            for batch in _batches_by_time(packets, LIVE_BATCH_S):
+                if writer is not None:
+                    for rx_s, payload in batch:
+                        writer.write_packet(start_utc_s + rx_s, payload)
+                pipeline.feed_packets([p for _, p in batch])
+                if progress is not None and task is not None:
+                    progress.advance(task, len(batch))
+    finally:
+        if writer is not None:
+            writer.close()
+    res = _finish(pipeline, out_dir)
+    if out_dir is not None:
+        write_steps_csv(Path(out_dir) / "truth_steps.csv", run.truth_steps)
+    return res
+
+
+def replay_session(
+    path: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    realtime: bool = False,
+    sink: Sink | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Process a recording exactly as it was processed live."""
+    from firmware_interface.recording import RecordingReader
+
+    reader = RecordingReader(str(path))
+    rx_times, payloads = reader.packets()
+    if reader.truncated and warn is not None:
+        warn(f"{path}: recording is cut off; processing its {len(payloads)} complete packets")
+    meta = reader.metadata
+    info = SessionInfo(
+        session_id=str(meta.get("session", Path(path).stem)),
+        runner=str(meta.get("runner", "runner")),
+        device=str(meta.get("device", "unknown")),
+        source="replay",
+        start_utc_s=float(meta.get("start_utc_s", rx_times[0] if len(rx_times) else 0.0)),
+        metadata=dict(meta),
+    )
+    pipeline = Pipeline(info, _sinks(sink))
+    task = progress.add_task("replaying", total=len(payloads)) if progress else None
+    with progress or _nullcontext():
+        if realtime:
+            t_wall0 = time.monotonic()
+            rx0 = float(rx_times[0]) if len(rx_times) else 0.0
+            for i, payload in enumerate(payloads):
+                delay = (float(rx_times[i]) - rx0) - (time.monotonic() - t_wall0)
+                if delay > 0:
+                    time.sleep(delay)
+                pipeline.feed_packets([payload])
+                if progress is not None and task is not None:
+                    progress.advance(task, 1)
+        else:
+            for i in range(0, len(payloads), REPLAY_BATCH_PACKETS):
+                chunk = payloads[i : i + REPLAY_BATCH_PACKETS]
+                pipeline.feed_packets(chunk)
+                if progress is not None and task is not None:
+                    progress.advance(task, len(chunk))
+    return _finish(pipeline, out_dir)
+
+
+def analyze_csv(
+    path: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    acc_unit: AccUnit = "mps2",
+    gyr_unit: GyrUnit = "dps",
+    runner: str = "runner",
+    sink: Sink | None = None,
+) -> PipelineResult:
+    """Analyse a CSV recording (public contract of ``imu analyze``)."""
+    rec = read_csv(path, acc_unit=acc_unit, gyr_unit=gyr_unit)
+    info = SessionInfo(
+        session_id=f"csv-{Path(path).stem}-{uuid.uuid4().hex[:8]}",
+        runner=runner,
+        device="csv",
+        source=f"csv:{Path(path).name}",
+        start_utc_s=time.time(),
+        metadata={"file": str(path), "sample_rate_hz": rec.sample_rate_hz},
+    )
+    pipeline = Pipeline(info, _sinks(sink), has_gyro=rec.gyr_dps is not None, time_origin_s=0.0)
+    pipeline.feed_samples(rec.t_s, rec.acc_mps2, rec.gyr_dps)
+    return _finish(pipeline, out_dir)
+
+
+def _recording_metadata(info: SessionInfo, sim_meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "session": info.session_id,
+        "runner": info.runner,
+        "device": info.device,
+        "start_utc_s": info.start_utc_s,
+        "source": info.source,
+        "simulator": _plain(sim_meta),
+    }
+
+
+def _plain(obj: Any) -> Any:
+    """Metadata -> JSON-safe values."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "__dataclass_fields__"):
+        return _plain({k: getattr(obj, k) for k in obj.__dataclass_fields__})
+    return str(obj)
+
+
+def _batches_by_time(packets: Iterable[tuple[float, bytes]], window_s: float) -> Iterable[list[tuple[float, bytes]]]:
+    batch: list[tuple[float, bytes]] = []
+    edge = None
+    for rx_s, payload in packets:
+        if edge is None:
+            edge = rx_s + window_s
+        if rx_s >= edge and batch:
+            yield batch
+            batch = []
+            edge = rx_s + window_s
+        batch.append((rx_s, payload))
+    if batch:
+        yield batch
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
