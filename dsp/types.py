@@ -48,7 +48,11 @@ class Activity(IntEnum):
     RUNNING = 2
 
 
-ACTIVITY_NAMES = {Activity.STANDING: "standing", Activity.WALKING: "walking", Activity.RUNNING: "running"}
+ACTIVITY_NAMES = {
+    Activity.STANDING: "standing",
+    Activity.WALKING: "walking",
+    Activity.RUNNING: "running",
+}
 
 #: One gait event. ``time_s`` is on the session's sensor clock (s since the first sample).
 EVENT_DTYPE = np.dtype([("time_s", "f8"), ("kind", "i1"), ("side", "i1")])

@@ -65,6 +65,8 @@ _T_HALF = 1 << 31
 # Below this many packets of one length, binascii.crc_hqx per packet beats the column-wise
 # numpy CRC (whose cost is ~2 numpy calls per 16-bit word regardless of the number of packets).
 _SMALL_GROUP = 16
+# Up to this many packets, sequence bookkeeping runs on Python ints (cheaper than numpy calls).
+_SMALL_BATCH = 8
 
 # Classification codes, one per packet.
 _OK = 0
@@ -84,10 +86,10 @@ def _crc16_word_table() -> npt.NDArray[np.uint16]:
     For a non-reflected 16-bit CRC, feeding the big-endian word ``w`` into register ``r`` gives
     ``T[r ^ w]`` where ``T[v]`` is ``v`` shifted through 16 zero bits modulo the polynomial.
     """
-    table = np.arange(1 << 16, dtype=np.uint32)
+    table = np.arange(1 << 16, dtype=np.int64)
     for _ in range(16):
         carry = (table & 0x8000) != 0
-        table = ((table << 1) & 0xFFFF) ^ np.where(carry, 0x1021, 0).astype(np.uint32)
+        table = ((table << 1) & 0xFFFF) ^ np.where(carry, 0x1021, 0)
     return table.astype(np.uint16)
 
 
@@ -180,10 +182,10 @@ class DecodedSamples:
 _HEADER_DTYPE = np.dtype(
     [
         ("version", "u1"),
-        ("type", "u1"),
+        ("packet_type", "u1"),
         ("seq", "<u2"),
         ("t0_us", "<u4"),
-        ("rate_hz", "<u2"),
+        ("sample_rate_hz", "<u2"),
         ("acc_range_g", "u1"),
         ("gyr_range_dps", "<u2"),
         ("n", "u1"),
@@ -253,7 +255,9 @@ def _classify_group(a: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int8], Any
             bad_crc = np.zeros(m, dtype=bool)
             bad_crc[ok] = _crc16_rows(a[ok, :body_end]) != wire[ok]
             c[bad_crc] = _CRC_ERROR
-    header_ok = _RATE_OK[h["rate_hz"]] & _ACC_OK[h["acc_range_g"]] & _GYR_OK[h["gyr_range_dps"]]
+    header_ok = (
+        _RATE_OK[h["sample_rate_hz"]] & _ACC_OK[h["acc_range_g"]] & _GYR_OK[h["gyr_range_dps"]]
+    )
     c[(c == _OK) & ~header_ok] = _BAD_HEADER
     return c, h
 
@@ -273,7 +277,9 @@ def _parse(packets: Sequence[bytes]) -> _Parsed:
     for length, idx in by_length:
         if length == 0:
             continue  # already _BAD_LENGTH
-        joined = b"".join(packets) if len(idx) == count else b"".join([packets[i] for i in idx])
+        joined = (
+            b"".join(packets) if len(idx) == count else b"".join([packets[i] for i in idx.tolist()])
+        )
         a = np.frombuffer(joined, dtype=np.uint8).reshape(-1, length)
         c, h = _classify_group(a)
         code[idx] = c
@@ -289,7 +295,7 @@ def _parse(packets: Sequence[bytes]) -> _Parsed:
         groups.append(
             _Group(
                 idx,
-                h["rate_hz"].astype(np.int64),
+                h["sample_rate_hz"].astype(np.int64),
                 h["acc_range_g"].astype(np.int64),
                 h["gyr_range_dps"].astype(np.int64),
                 raw.reshape(len(idx), n_samples, 6),
@@ -420,26 +426,16 @@ class PacketDecoder:
             self._newest_seq = self._first_seq = int(seq[0])
             start = 1
         newest = self._newest_seq
-        prev = np.empty(m - start, dtype=np.int64)
-        prev[:1] = newest & 0xFFFF
-        prev[1:] = seq[start:-1]
-        step = (seq[start:] - prev) % _SEQ_MOD
-        if bool(np.all((step >= 1) & (step < _SEQ_HALF))):
-            # Fast path: every packet is newer than the one before, all are accepted.
-            jumps = np.flatnonzero(step > 1)
-            ends = newest + np.cumsum(step)
-            for j in jumps:
-                self._lost_seqs.update(range(int(ends[j] - step[j]) + 1, int(ends[j])))
-            if len(ends):
-                self._newest_seq = int(ends[-1])
-            self._prune()
-            lost = int(step[jumps].sum()) - len(jumps)
-            return np.arange(m, dtype=np.int64), 0, 0, lost, len(jumps)
+        if m - start > _SMALL_BATCH:
+            fast = self._sequence_in_order(seq, start, newest)
+            if fast is not None:
+                return fast
         accepted = list(range(start))
         dup = reord = lost = gaps = 0
         lost_seqs = self._lost_seqs
+        seq_list: list[int] = seq.tolist()
         for pos in range(start, m):
-            d = (int(seq[pos]) - newest) % _SEQ_MOD
+            d = (seq_list[pos] - newest) % _SEQ_MOD
             if d == 0:
                 dup += 1
             elif d < _SEQ_HALF:
@@ -462,6 +458,26 @@ class PacketDecoder:
         self._newest_seq = newest
         self._prune()
         return np.asarray(accepted, dtype=np.int64), dup, reord, lost, gaps
+
+    def _sequence_in_order(
+        self, seq: _I8, start: int, newest: int
+    ) -> tuple[_I8, int, int, int, int] | None:
+        """Vectorised :meth:`_sequence` when every packet is newer than the previous one, else None."""
+        m = len(seq)
+        prev = np.empty(m - start, dtype=np.int64)
+        prev[:1] = newest & 0xFFFF
+        prev[1:] = seq[start:-1]
+        step = (seq[start:] - prev) % _SEQ_MOD
+        if not bool(np.all((step >= 1) & (step < _SEQ_HALF))):
+            return None
+        jumps = np.flatnonzero(step > 1)
+        ends = newest + np.cumsum(step)
+        for j in jumps:
+            self._lost_seqs.update(range(int(ends[j] - step[j]) + 1, int(ends[j])))
+        self._newest_seq = int(ends[-1])
+        self._prune()
+        lost = int(step[jumps].sum()) - len(jumps)
+        return np.arange(m, dtype=np.int64), 0, 0, lost, len(jumps)
 
     def _prune(self) -> None:
         """Drop lost seqs that no later packet can match (older than newest - 2**15)."""
@@ -497,7 +513,7 @@ def decode_one(
         packet: one raw notification.
 
     Returns:
-        ``(header, samples)`` where ``header`` holds ``version, type, seq, t0_us,
+        ``(header, samples)`` where ``header`` holds ``version, packet_type, seq, t0_us,
         sample_rate_hz, acc_range_g, gyr_range_dps, n``, or ``None`` if the packet is rejected.
     """
     data = _as_bytes(packet)

@@ -130,7 +130,9 @@ def to_raw(values: npt.NDArray[np.float64], full_scale: float) -> npt.NDArray[np
 
 # --- control characteristic -------------------------------------------------------------
 
-_SET_CONFIG = struct.Struct("<BHBHB")  # cmd, rate_hz, acc_range_g, gyr_range_dps, samples_per_packet
+_SET_CONFIG = struct.Struct(
+    "<BHBHB"
+)  # cmd, rate_hz, acc_range_g, gyr_range_dps, samples_per_packet
 _TIME_SYNC = struct.Struct("<BQ")  # cmd, host time (us since unix epoch)
 
 
@@ -154,7 +156,8 @@ def encode_set_config(
         raise CommandError("SET_CONFIG", f"gyro range {gyr_range_dps} dps not in {GYR_RANGES_DPS}")
     if not 1 <= samples_per_packet <= MAX_SAMPLES_PER_PACKET:
         raise CommandError(
-            "SET_CONFIG", f"samples per packet {samples_per_packet} outside 1..{MAX_SAMPLES_PER_PACKET}"
+            "SET_CONFIG",
+            f"samples per packet {samples_per_packet} outside 1..{MAX_SAMPLES_PER_PACKET}",
         )
     return _SET_CONFIG.pack(
         Command.SET_CONFIG, sample_rate_hz, acc_range_g, gyr_range_dps, samples_per_packet

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import numpy as np
@@ -23,9 +23,12 @@ from rich.table import Table
 
 from dsp.errors import DspError
 from firmware_interface.errors import ProtocolError
-from imu.errors import ImuError, InputError
+from imu.errors import ImuError
 from storage.errors import StorageError
 from storage.records import Sink
+
+if TYPE_CHECKING:
+    from imu.csv_input import AccUnit, GyrUnit
 
 EXIT_BAD_INPUT = 2
 console = Console(stderr=False, highlight=False)
@@ -72,7 +75,9 @@ def _progress(transient: bool = True) -> Progress:
 
 
 def _print_summary(summary: dict[str, Any], out_dir: Path | None) -> None:
-    table = Table(title=f"session {summary.get('session', '')}: {summary['steps']} steps", show_lines=False)
+    table = Table(
+        title=f"session {summary.get('session', '')}: {summary['steps']} steps", show_lines=False
+    )
     table.add_column("metric")
     table.add_column("left", justify="right")
     table.add_column("right", justify="right")
@@ -89,11 +94,17 @@ def _print_summary(summary: dict[str, Any], out_dir: Path | None) -> None:
     ]
     per = summary["per_side"]
     for name, fmt in rows:
+
         def cell(v: Any, fmt: str = fmt) -> str:
             return "-" if v is None else fmt.format(v)
 
         asym = summary["asymmetry_pct"].get(name)
-        table.add_row(name, cell(per["left"][name]), cell(per["right"][name]), "-" if asym is None else f"{asym:+.1f}")
+        table.add_row(
+            name,
+            cell(per["left"][name]),
+            cell(per["right"][name]),
+            "-" if asym is None else f"{asym:+.1f}",
+        )
     table.add_row("steps", str(per["left"]["steps"]), str(per["right"]["steps"]), "")
     console.print(table)
     dec = summary.get("decoder", {})
@@ -119,16 +130,61 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--minutes", type=click.FloatRange(0.2, 600), default=10.0, show_default=True, help="Length of the simulated session.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Random seed: the same seed gives the same run.")
-@click.option("--record", "record_path", type=click.Path(dir_okay=False), help="Also write the raw packets to this recording (.rec).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write events.csv, steps.csv, alerts.csv, summary.json (and truth_steps.csv) here.")
-@click.option("--runner", default="sim-runner", show_default=True, help="Runner name written with every result.")
-@click.option("--rate", "rate_hz", type=click.IntRange(100, 400), default=200, show_default=True, help="Sensor sample rate in Hz.")
-@click.option("--store", type=click.Path(dir_okay=False), help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).")
+@click.option(
+    "--minutes",
+    type=click.FloatRange(0.2, 600),
+    default=10.0,
+    show_default=True,
+    help="Length of the simulated session.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Random seed: the same seed gives the same run.",
+)
+@click.option(
+    "--record",
+    "record_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the raw packets to this recording (.rec).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Write events.csv, steps.csv, alerts.csv, summary.json (and truth_steps.csv) here.",
+)
+@click.option(
+    "--runner",
+    default="sim-runner",
+    show_default=True,
+    help="Runner name written with every result.",
+)
+@click.option(
+    "--rate",
+    "rate_hz",
+    type=click.IntRange(100, 400),
+    default=200,
+    show_default=True,
+    help="Sensor sample rate in Hz.",
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
+)
 @click.option("--no-store", is_flag=True, help="Do not write to any store.")
 def simulate(
-    minutes: float, seed: int, record_path: str | None, out_dir: str | None, runner: str, rate_hz: int, store: str | None, no_store: bool
+    minutes: float,
+    seed: int,
+    record_path: str | None,
+    out_dir: str | None,
+    runner: str,
+    rate_hz: int,
+    store: str | None,
+    no_store: bool,
 ) -> None:
     """Simulate a run (standing, walking, running with fatigue) and analyse it live.
 
@@ -153,9 +209,23 @@ def simulate(
 
 @cli.command()
 @click.argument("recording", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for the result files.")
-@click.option("--realtime", is_flag=True, help="Pace the packets as they were recorded instead of as fast as possible.")
-@click.option("--store", type=click.Path(dir_okay=False), help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory for the result files.",
+)
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="Pace the packets as they were recorded instead of as fast as possible.",
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
+)
 @click.option("--no-store", is_flag=True, help="Do not write to any store.")
 def replay(recording: str, out_dir: str, realtime: bool, store: str | None, no_store: bool) -> None:
     """Process a recording (.rec) exactly as it was processed live.
@@ -179,13 +249,45 @@ def replay(recording: str, out_dir: str, realtime: bool, store: str | None, no_s
 
 @cli.command()
 @click.argument("input_csv", metavar="INPUT.csv", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for the result files.")
-@click.option("--acc-unit", type=click.Choice(["g", "mps2"]), default="mps2", show_default=True, help="Unit of acc_x/y/z.")
-@click.option("--gyr-unit", type=click.Choice(["dps", "rads"]), default="dps", show_default=True, help="Unit of gyr_x/y/z.")
-@click.option("--runner", default="runner", show_default=True, help="Runner name written with every result.")
-@click.option("--store", type=click.Path(dir_okay=False), help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory for the result files.",
+)
+@click.option(
+    "--acc-unit",
+    type=click.Choice(["g", "mps2"]),
+    default="mps2",
+    show_default=True,
+    help="Unit of acc_x/y/z.",
+)
+@click.option(
+    "--gyr-unit",
+    type=click.Choice(["dps", "rads"]),
+    default="dps",
+    show_default=True,
+    help="Unit of gyr_x/y/z.",
+)
+@click.option(
+    "--runner", default="runner", show_default=True, help="Runner name written with every result."
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
+)
 @click.option("--no-store", is_flag=True, help="Do not write to any store.")
-def analyze(input_csv: str, out_dir: str, acc_unit: str, gyr_unit: str, runner: str, store: str | None, no_store: bool) -> None:
+def analyze(
+    input_csv: str,
+    out_dir: str,
+    acc_unit: str,
+    gyr_unit: str,
+    runner: str,
+    store: str | None,
+    no_store: bool,
+) -> None:
     """Analyse a CSV recording from another tool (phone app, lab system).
 
     INPUT.csv has a header row and the columns time_s, acc_x, acc_y, acc_z and optionally
@@ -195,13 +297,24 @@ def analyze(input_csv: str, out_dir: str, acc_unit: str, gyr_unit: str, runner: 
     with _clean_errors():
         from imu.sessions import analyze_csv
 
-        res = analyze_csv(input_csv, out_dir=out_dir, acc_unit=acc_unit, gyr_unit=gyr_unit, runner=runner, sink=_open_store(store, no_store))  # type: ignore[arg-type]
+        res = analyze_csv(
+            input_csv,
+            out_dir=out_dir,
+            acc_unit=cast("AccUnit", acc_unit),
+            gyr_unit=cast("GyrUnit", gyr_unit),
+            runner=runner,
+            sink=_open_store(store, no_store),
+        )
         _print_summary(res.summary, Path(out_dir))
 
 
 @cli.command()
 @click.option("--runner", help="Only this runner's sessions.")
-@click.option("--store", type=click.Path(dir_okay=False), help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).")
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
+)
 def sessions(runner: str | None, store: str | None) -> None:
     """List the sessions in the embedded store."""
     with _clean_errors():
@@ -217,15 +330,23 @@ def sessions(runner: str | None, store: str | None) -> None:
             start_txt = time.strftime("%Y-%m-%d %H:%M", time.gmtime(start)) if start else "-"
             dur = r.get("duration_s")
             table.add_row(
-                str(r.get("session")), str(r.get("runner")), str(r.get("source", "")), start_txt,
-                "-" if dur is None else f"{dur / 60:.1f} min", str(r.get("steps", "-")),
+                str(r.get("session")),
+                str(r.get("runner")),
+                str(r.get("source", "")),
+                start_txt,
+                "-" if dur is None else f"{dur / 60:.1f} min",
+                str(r.get("steps", "-")),
             )
         console.print(table)
 
 
 @cli.command()
 @click.argument("session")
-@click.option("--store", type=click.Path(dir_okay=False), help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).")
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
+)
 def show(session: str, store: str | None) -> None:
     """Show one session: per-side averages, asymmetry and alerts."""
     with _clean_errors():
@@ -241,7 +362,9 @@ def show(session: str, store: str | None) -> None:
         console.print({k: v for k, v in meta.items() if v is not None})
         _print_summary(summary, None)
         for a in alerts:
-            console.print(f"  {a.get('sensor_time_s', 0):8.1f} s  [{a.get('level')}] {a.get('message')}")
+            console.print(
+                f"  {a.get('sensor_time_s', 0):8.1f} s  [{a.get('level')}] {a.get('message')}"
+            )
 
 
 def _as_step_array(steps: Any) -> Any:
@@ -255,7 +378,9 @@ def _as_step_array(steps: Any) -> Any:
     for i, row in enumerate(steps):
         out[i]["time_s"] = row.get("sensor_time_s", np.nan)
         out[i]["side"] = names.get(row.get("side", "unknown"), Side.UNKNOWN)
-        out[i]["activity"] = Activity.RUNNING if row.get("activity") == "running" else Activity.WALKING
+        out[i]["activity"] = (
+            Activity.RUNNING if row.get("activity") == "running" else Activity.WALKING
+        )
         for m in STEP_METRICS:
             v = row.get(m)
             out[i][m] = np.nan if v is None else v
@@ -266,7 +391,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``imu`` console script."""
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="imu", standalone_mode=True)
+        cli.main(
+            args=list(argv) if argv is not None else None, prog_name="imu", standalone_mode=True
+        )
     except KeyboardInterrupt:
         click.echo("imu: interrupted", err=True)
         sys.exit(130)

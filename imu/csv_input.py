@@ -36,7 +36,9 @@ class CsvRecording:
     sample_rate_hz: float
 
 
-def read_csv(path: str | Path, *, acc_unit: AccUnit = "mps2", gyr_unit: GyrUnit = "dps") -> CsvRecording:
+def read_csv(
+    path: str | Path, *, acc_unit: AccUnit = "mps2", gyr_unit: GyrUnit = "dps"
+) -> CsvRecording:
     """Read and validate an ``imu analyze`` input file."""
     name = str(path)
     p = Path(path)
@@ -45,7 +47,10 @@ def read_csv(path: str | Path, *, acc_unit: AccUnit = "mps2", gyr_unit: GyrUnit 
     with p.open("r", encoding="utf-8", errors="replace") as fh:
         header_line = fh.readline()
     if not header_line.strip():
-        raise InputError(name, "the file is empty (expected a header row: time_s,acc_x,acc_y,acc_z[,gyr_x,gyr_y,gyr_z])")
+        raise InputError(
+            name,
+            "the file is empty (expected a header row: time_s,acc_x,acc_y,acc_z[,gyr_x,gyr_y,gyr_z])",
+        )
     header = [h.strip().lower() for h in header_line.strip().lstrip("\ufeff").split(",")]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
@@ -56,7 +61,10 @@ def read_csv(path: str | Path, *, acc_unit: AccUnit = "mps2", gyr_unit: GyrUnit 
         )
     gyro_present = [c for c in GYRO_COLUMNS if c in header]
     if gyro_present and len(gyro_present) != 3:
-        raise InputError(name, f"gyro columns must be all of gyr_x,gyr_y,gyr_z (found only {','.join(gyro_present)})")
+        raise InputError(
+            name,
+            f"gyro columns must be all of gyr_x,gyr_y,gyr_z (found only {','.join(gyro_present)})",
+        )
     cols = [header.index(c) for c in REQUIRED_COLUMNS]
     if gyro_present:
         cols += [header.index(c) for c in GYRO_COLUMNS]
@@ -67,12 +75,17 @@ def read_csv(path: str | Path, *, acc_unit: AccUnit = "mps2", gyr_unit: GyrUnit 
     if data.shape[0] == 0:
         raise InputError(name, "no data rows after the header")
     if data.shape[0] < 10:
-        raise InputError(name, f"only {data.shape[0]} data rows; need at least a few seconds of samples")
+        raise InputError(
+            name, f"only {data.shape[0]} data rows; need at least a few seconds of samples"
+        )
     bad = ~np.isfinite(data)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         colname = (REQUIRED_COLUMNS + GYRO_COLUMNS)[col]
-        raise InputError(name, f"NaN or infinite value in column {colname} at data row {row + 1} (line {row + 2})")
+        raise InputError(
+            name,
+            f"NaN or infinite value in column {colname} at data row {row + 1} (line {row + 2})",
+        )
     t = data[:, 0]
     dt = np.diff(t)
     nonmono = np.flatnonzero(dt <= 0)
@@ -93,7 +106,12 @@ def read_csv(path: str | Path, *, acc_unit: AccUnit = "mps2", gyr_unit: GyrUnit 
     gyr = None
     if gyro_present:
         gyr = data[:, 4:7] * (180.0 / math.pi if gyr_unit == "rads" else 1.0)
-    return CsvRecording(t_s=t, acc_mps2=np.ascontiguousarray(acc), gyr_dps=None if gyr is None else np.ascontiguousarray(gyr), sample_rate_hz=sample_rate_hz)
+    return CsvRecording(
+        t_s=t,
+        acc_mps2=np.ascontiguousarray(acc),
+        gyr_dps=None if gyr is None else np.ascontiguousarray(gyr),
+        sample_rate_hz=sample_rate_hz,
+    )
 
 
 def _check_gravity(name: str, acc_mps2: npt.NDArray[np.float64], acc_unit: AccUnit) -> None:
@@ -118,7 +136,9 @@ def _check_gravity(name: str, acc_mps2: npt.NDArray[np.float64], acc_unit: AccUn
 
 
 def _loadtxt_reason(message: str) -> str:
-    m = re.search(r"could not convert string '?(.*?)'? to float64 at row (\d+), column (\d+)", message)
+    m = re.search(
+        r"could not convert string '?(.*?)'? to float64 at row (\d+), column (\d+)", message
+    )
     if m:
         value, row, _col = m.groups()
         return f"non-numeric value {value!r} at data row {int(row) + 1} (line {int(row) + 2})"

@@ -87,11 +87,11 @@ def summarize(steps: npt.NDArray[Any], extra: Mapping[str, Any] | None = None) -
 
     Asymmetry (%) = 100 * (left - right) / mean(left, right); positive = left larger.
     """
-    summary: dict[str, Any] = {"steps": int(len(steps))}
+    summary: dict[str, Any] = {"steps": len(steps)}
     per_side: dict[str, dict[str, Any]] = {}
     for side in (Side.LEFT, Side.RIGHT, Side.UNKNOWN):
         sel = steps[steps["side"] == side]
-        entry: dict[str, Any] = {"steps": int(len(sel))}
+        entry: dict[str, Any] = {"steps": len(sel)}
         for m in STEP_METRICS:
             entry[m] = _nanmean(sel[m]) if len(sel) else None
         per_side[SIDE_NAMES[side]] = entry
@@ -114,7 +114,10 @@ def summarize(steps: npt.NDArray[Any], extra: Mapping[str, Any] | None = None) -
 
 
 def write_summary_json(path: Path, summary: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(summary, indent=2, sort_keys=True, default=_json_default) + "\n",
+        encoding="utf-8",
+    )
 
 
 def _json_default(obj: Any) -> Any:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from dsp.analyzer import AnalyzerOutput, GaitAnalyzer
+
 from dsp.types import (
     ACTIVITY_NAMES,
     EVENT_DTYPE,
@@ -113,7 +113,9 @@ class Pipeline:
         """Decode wire packets (any batch size) and process their samples."""
         decoded = self.decoder.decode(packets)
         if decoded.t_s.size:
-            self.feed_samples(decoded.t_s, decoded.acc_mps2, decoded.gyr_dps if self.has_gyro else None)
+            self.feed_samples(
+                decoded.t_s, decoded.acc_mps2, decoded.gyr_dps if self.has_gyro else None
+            )
 
     def feed_samples(
         self,
@@ -162,7 +164,7 @@ class Pipeline:
             "packets_received": int(st.received),
             "packets_decoded": int(st.decoded),
             "packets_lost": int(st.lost),
-            "packets_corrupt": int(st.crc_errors + st.bad_length + st.bad_header),
+            "packets_corrupt": int(st.corrupt),
             "packets_duplicate": int(st.duplicates),
             "packets_reordered": int(st.reordered),
             "packets_unknown_version": int(st.unknown_version),
@@ -218,7 +220,11 @@ class Pipeline:
         return round((self.info.start_utc_s + t_s) * 1e9)
 
     def _tags(self, **extra: str) -> dict[str, str]:
-        tags = {"runner": self.info.runner, "session": self.info.session_id, "device": self.info.device}
+        tags = {
+            "runner": self.info.runner,
+            "session": self.info.session_id,
+            "device": self.info.device,
+        }
         tags.update(extra)
         return tags
 
@@ -231,7 +237,10 @@ class Pipeline:
         return Record(
             MEASUREMENT_STEPS,
             self._time_ns(float(s["time_s"])),
-            self._tags(side=SIDE_NAMES[Side(int(s["side"]))], activity=ACTIVITY_NAMES[Activity(int(s["activity"]))]),
+            self._tags(
+                side=SIDE_NAMES[Side(int(s["side"]))],
+                activity=ACTIVITY_NAMES[Activity(int(s["activity"]))],
+            ),
             fields,
         )
 
@@ -239,7 +248,9 @@ class Pipeline:
         return Record(
             MEASUREMENT_EVENTS,
             self._time_ns(float(e["time_s"])),
-            self._tags(side=SIDE_NAMES[Side(int(e["side"]))], event=EVENT_NAMES[EventKind(int(e["kind"]))]),
+            self._tags(
+                side=SIDE_NAMES[Side(int(e["side"]))], event=EVENT_NAMES[EventKind(int(e["kind"]))]
+            ),
             {"sensor_time_s": float(e["time_s"])},
         )
 
@@ -282,7 +293,12 @@ class Pipeline:
         return Record(
             MEASUREMENT_SESSIONS,
             round(self.info.start_utc_s * 1e9),
-            {"runner": self.info.runner, "session": self.info.session_id, "device": self.info.device, "source": self.info.source},
+            {
+                "runner": self.info.runner,
+                "session": self.info.session_id,
+                "device": self.info.device,
+                "source": self.info.source,
+            },
             fields,
         )
 

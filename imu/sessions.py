@@ -51,9 +51,10 @@ def simulate_session(
     progress: Progress | None = None,
 ) -> PipelineResult:
     """Simulate a run and process its packets in arrival order, as a live session would."""
+    from simulators.sensor import SensorConfig
+
     from firmware_interface.recording import RecordingWriter
     from simulators import simulate_run
-    from simulators.sensor import SensorConfig
 
     run = simulate_run(minutes, seed, sensor=SensorConfig(sample_rate_hz=rate_hz, seed=seed))
     start_utc_s = time.time()
@@ -188,7 +189,9 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def _batches_by_time(packets: Iterable[tuple[float, bytes]], window_s: float) -> Iterable[list[tuple[float, bytes]]]:
+def _batches_by_time(
+    packets: Iterable[tuple[float, bytes]], window_s: float
+) -> Iterable[list[tuple[float, bytes]]]:
     batch: list[tuple[float, bytes]] = []
     edge = None
     for rx_s, payload in packets:

@@ -448,6 +448,20 @@ class EmbeddedStore:
         """Alert records of a session as dicts (``time_ns``, tags, fields), by time."""
         return self.rows(MEASUREMENT_ALERTS, session=session)
 
+    def step_averages(self, runner: str | None = None) -> dict[str, dict[str, float | None]]:
+        """Mean of every step metric per session (``{session: {metric: mean or None}}``)."""
+        means = ", ".join(f"AVG({_q(m)})" for m in STEP_METRICS)
+        sql = f"SELECT session, {means} FROM steps"
+        params: tuple[Any, ...] = ()
+        if runner is not None:
+            sql += " WHERE runner = ?"
+            params = (runner,)
+        sql += " GROUP BY session"
+        return {
+            r[0]: {m: r[i] for i, m in enumerate(STEP_METRICS, start=1)}
+            for r in self._query(sql, params)
+        }
+
     def count(self, measurement: str, session: str | None = None) -> int:
         """Number of rows of a schema measurement (optionally of one session)."""
         if measurement not in _TABLES:

@@ -37,10 +37,13 @@ def test_escaping_measurement_tags_fields_strings() -> None:
         {"fi eld,=": 'say "hi" \\ bye'},
     )
     assert record_to_line(r) == (
-        r"my\ meas\,x,k\==a\\b,tag\ key=va\,l\=ue\ x fi\ eld\,\=="
-        + '"say \\"hi\\" \\\\ bye"'
-        + " 1"
+        r"my\ meas\,x,k\==a\b,tag\ key=va\,l\=ue\ x fi\ eld\,\==" + '"say \\"hi\\" \\\\ bye"' + " 1"
     )
+
+
+def test_backslashes_before_separators_are_doubled() -> None:
+    r = Record("m\\", 1, {"t": "a\\,b", "u": "end\\", "v": "mid\\dle"}, {"f\\=": 1.0})
+    assert record_to_line(r) == r"m\\,t=a\\\,b,u=end\\,v=mid\dle f\\\==1.0 1"
 
 
 def test_newlines_in_keys_are_escaped() -> None:
@@ -74,7 +77,7 @@ def test_schema_types_are_forced() -> None:
 
 
 def test_numpy_scalars() -> None:
-    r = Record("m", np.int64(7), {}, {"a": np.float64(1.25), "b": np.int32(4)})  # type: ignore[arg-type]
+    r = Record("m", np.int64(7), {}, {"a": np.float64(1.25), "b": np.int32(4)})  # type: ignore[arg-type,dict-item]
     assert record_to_line(r) == "m a=1.25,b=4i 7"
 
 

@@ -1,0 +1,675 @@
+"""Causal gait events (IC, TO, stance side), gait-bout logic and per-step metrics, one kernel.
+
+Input: the uniform per-sample signals of :mod:`dsp.orientation` (vertical specific force, AP/ML
+acceleration, pelvis angles and rates). Everything is sequential over samples; the complete
+state (filters, detectors, ring buffer of recent samples, the open bout) lives in arrays.
+
+* **Running IC / TO** (flight phase present). ``x`` = vertical specific force in g, causal
+  2nd-order Butterworth low-pass (``fc_fast_hz``; its DC group delay is subtracted from event
+  times). A loaded phase is confirmed when ``x > load_g`` after a flight (``x`` went below
+  ``flight_max_g``); the IC is the last upward crossing of ``flight minimum + ic_level_g`` before
+  it (sub-sample interpolation), i.e. the vertical force leaves the free-fall level, the
+  accelerometer analogue of the 0.1 BW force-plate threshold. TO = downward crossing of the same
+  level after ``min_contact_s``.
+* **Walking IC** (no flight). Peak of the vertical jerk (derivative of ``x`` low-passed at
+  ``fc_slow_hz``) above an adaptive threshold with a refractory period: the steep rise of the
+  vertical acceleration at heel strike (the causal analogue of McCamley/Ionescu). Walking TO_k =
+  steepest fall of ``x`` in the window after IC_{k+1} (approximate, not validated).
+* **Side.** Evidence per step = mean yaw rate about world vertical over ``side_window_s`` after IC
+  (the pelvis rotates towards the swing side after IC); accumulated over the bout with the
+  alternation parity, so a single noisy step cannot flip the assignment. Without gyro: unknown.
+* **Bouts.** A bout is a run of ICs of one mode (running/walking) with step times inside the
+  plausible range; a gap, a mode change or a missing IC ends it. Steps exist only inside bouts.
+* **Metrics** per ``docs/architecture.md`` from the ring buffer when step k is complete.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+from scipy import signal as sps
+
+from dsp._config import NJIT_OPTS
+from dsp.orientation import (
+    N_SIG,
+    SIG_A_AP,
+    SIG_F_V,
+    SIG_OBLIQ,
+    SIG_TILT,
+    SIG_YAW,
+    SIG_YAW_RATE,
+    G,
+)
+
+MODE_WALK = 1
+MODE_RUN = 2
+SIDE_UNKNOWN = 0
+SIDE_LEFT = 1
+SIDE_RIGHT = 2
+N_STEP_COLS = 11  # time, side, activity, cadence, contact, flight, vo, drop, rot, tilt, braking
+NB = 16  # ICs kept of the open bout (ring)
+
+# per-IC columns of the bout table
+_IC_N = 0
+_IC_MODE = 1
+_IC_SIDE = 2
+_IC_TO = 3
+_IC_TODONE = 4
+_IC_EV = 5
+_IC_EMITTED = 6
+_IC_EVCNT = 7
+_NC = 8
+
+# float state
+_ZF1 = 0
+_ZF2 = 1
+_ZS1 = 2
+_ZS2 = 3
+_XF_PREV = 4
+_XS_PREV = 5
+_D1 = 6
+_D2 = 7
+_UNL_MIN = 8
+_CROSS_N = 9
+_LAST_RUN_IC = 10
+_PEND_N = 11
+_PEND_P = 12
+_LAST_WALK = 13
+_EMA = 14
+_SIDE_S = 15
+_EV_SCALE = 16
+_KOFS = 17
+_TO_LEVEL = 18
+_TOW_END = 19
+_TOW_MIN = 20
+_TOW_N = 21
+_NF = 24
+# int state
+_N = 0
+_PHASE = 1  # running detector: 0 unloaded, 1 loaded
+_BOUT = 2  # number of ICs in the open bout
+_FIN = 3  # next step index (bout-local) to finalize
+_PEND = 4  # walking candidate pending
+_TOW = 5  # walking TO window open
+_EVOPEN = 6  # side evidence window of the last IC open
+_N_IC = 7
+_N_STEPS = 8
+_MAX_LAT = 9  # max IC report latency (samples)
+_BOUT_START = 10  # first sample of the current stride segment (after a gap)
+_NI = 12
+
+
+class GaitParams(NamedTuple):
+    """Parameters of the gait kernel (units in the names)."""
+
+    fc_fast_hz: float = 30.0  # low-pass of vertical force for running events (capped at 0.3 fs)
+    fc_slow_hz: float = 3.0  # low-pass for the walking jerk detector
+    ic_level_g: float = 0.5  # IC level above the flight minimum (g)
+    to_level_g: float = 0.1  # TO level above the flight minimum (g)
+    flight_max_g: float = 0.4  # a running flight must go below this (g)
+    load_g: float = 1.2  # loaded phase confirmed above this (g)
+    max_rise_s: float = 0.15  # crossing -> loaded confirmation at most this later
+    min_contact_s: float = 0.06
+    max_contact_s: float = 0.6
+    run_ic_offset_s: float = -0.006  # added to running IC times (Alcantara GRF 0.1 BW calibration)
+    run_to_offset_s: float = -0.020  # added to running TO times (Alcantara GRF 0.1 BW calibration)
+    walk_thr_gps: float = 1.0  # absolute minimum jerk peak (g/s) for a walking IC
+    walk_rel: float = 0.5  # relative to the running mean of accepted peaks
+    walk_refractory_s: float = 0.4
+    walk_hold_s: float = 0.06
+    walk_ic_offset_s: float = 0.0
+    run_hold_s: float = 1.0  # walking detector is muted this long after a running IC
+    min_step_s: float = 0.2
+    max_step_run_s: float = 0.6
+    max_step_walk_s: float = 1.4
+    side_window_s: float = 0.09  # evidence window after IC (= IC report delay)
+    side_pre_s: float = 0.1  # evidence window before IC
+    side_base_s: float = 1.1  # baseline (turning) window before IC
+    side_signal: int = SIG_YAW_RATE  # which signal column is the side evidence
+    side_sign_walk: float = -1.0  # +1: positive evidence = LEFT stance (walking; mobgap/INDIP)
+    side_sign_run: float = -1.0  # same for running
+    side_forget: float = 0.9  # per-step forgetting of the side accumulator
+
+
+class GaitState(NamedTuple):
+    """Complete kernel state (arrays, mutated in place and returned)."""
+
+    f: NDArray[np.float64]
+    i: NDArray[np.int64]
+    ring: NDArray[np.float64]
+    ics: NDArray[np.float64]
+
+
+def gait_coefficients(sample_rate_hz: float, params: GaitParams) -> NDArray[np.float64]:
+    """Biquad coefficients [b0 b1 b2 a1 a2] x (fast, slow) + DC group delays (samples)."""
+    out = np.zeros(12)
+    for idx, fc in enumerate((params.fc_fast_hz, params.fc_slow_hz)):
+        fcc = min(fc, 0.3 * sample_rate_hz)
+        b, a = sps.butter(2, fcc, fs=sample_rate_hz)
+        out[idx * 5 : idx * 5 + 3] = b
+        out[idx * 5 + 3 : idx * 5 + 5] = a[1:]
+        # DC group delay of a 2nd-order Butterworth: sqrt(2) / wc (analog prototype, prewarped)
+        wc = 2.0 * sample_rate_hz * math.tan(math.pi * fcc / sample_rate_hz)
+        out[10 + idx] = math.sqrt(2.0) / wc * sample_rate_hz
+    return out
+
+
+def gait_initial_state(sample_rate_hz: float, ring_s: float = 4.0) -> GaitState:
+    """Fresh state; the ring buffer holds ``ring_s`` seconds of samples."""
+    f = np.zeros(_NF)
+    f[_EV_SCALE] = 0.0
+    f[_LAST_RUN_IC] = -1e18
+    f[_LAST_WALK] = -1e18
+    ring = np.zeros((max(16, round(ring_s * sample_rate_hz)), N_SIG))
+    ics = np.zeros((NB, _NC))
+    return GaitState(f, np.zeros(_NI, dtype=np.int64), ring, ics)
+
+
+@njit(**NJIT_OPTS)
+def _emit_event(ev: NDArray[np.float64], ne: int, t: float, kind: int, side: float) -> int:
+    ev[ne, 0] = t
+    ev[ne, 1] = kind
+    ev[ne, 2] = side
+    return ne + 1
+
+
+@njit(**NJIT_OPTS)
+def _time(f: NDArray[np.float64], n_frac: float, t0: float, fs: float) -> float:
+    return t0 + (n_frac + f[_KOFS]) / fs
+
+
+@njit(**NJIT_OPTS)
+def _close_evidence(
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    has_gyro: bool,
+    p: GaitParams,
+    ev: NDArray[np.float64],
+    ne: int,
+    t0: float,
+    fs: float,
+) -> int:
+    """Side of the last IC from the accumulated alternating evidence; emit its IC event.
+
+    Evidence = mean of the side signal over [IC - pre, IC + window] minus its mean over
+    [IC - base, IC + window] (removes turning), accumulated with the alternation parity."""
+    j = st[_BOUT] - 1
+    r = j % NB
+    st[_EVOPEN] = 0
+    side = SIDE_UNKNOWN
+    if has_gyro:
+        L = ring.shape[0]
+        now = st[_N]
+        n_ic = ics[r, _IC_N]
+        hi = min(now, math.floor(n_ic + p.side_window_s * fs))
+        lo_w = max(math.ceil(n_ic - p.side_pre_s * fs), now - L + 1, st[_BOUT_START])
+        lo_b = max(math.ceil(n_ic - p.side_base_s * fs), now - L + 1, st[_BOUT_START])
+        sw = 0.0
+        cw = 0
+        sb = 0.0
+        cb = 0
+        for i in range(lo_b, hi + 1):
+            val = ring[i % L, p.side_signal]
+            if math.isfinite(val):
+                sb += val
+                cb += 1
+                if i >= lo_w:
+                    sw += val
+                    cw += 1
+        if cw > 0 and cb > 0:
+            e = sw / cw - sb / cb
+            ae = abs(e)
+            if f[_EV_SCALE] <= 0.0:
+                f[_EV_SCALE] = ae if ae > 0.0 else 1.0
+            else:
+                f[_EV_SCALE] += 0.05 * (ae - f[_EV_SCALE])
+            par = 1.0 if j % 2 == 0 else -1.0
+            f[_SIDE_S] = p.side_forget * f[_SIDE_S] + par * e / max(f[_EV_SCALE], 1e-9)
+            sgn = p.side_sign_run if ics[r, _IC_MODE] == MODE_RUN else p.side_sign_walk
+            sc = sgn * par * f[_SIDE_S]
+            side = SIDE_LEFT if sc >= 0.0 else SIDE_RIGHT
+    ics[r, _IC_SIDE] = side
+    ics[r, _IC_EMITTED] = 1.0
+    lat = st[_N] - ics[r, _IC_N]
+    st[_MAX_LAT] = max(st[_MAX_LAT], int(lat))
+    st[_N_IC] += 1
+    return _emit_event(ev, ne, _time(f, ics[r, _IC_N], t0, fs), 0, side)
+
+
+@njit(**NJIT_OPTS)
+def _step_metrics(
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    s: int,
+    has_gyro: bool,
+    fs: float,
+    t0: float,
+    out: NDArray[np.float64],
+    ns: int,
+) -> int:
+    nb = st[_BOUT]
+    L = ring.shape[0]
+    now = st[_N]
+    a = ics[s % NB, _IC_N]
+    b = ics[(s + 1) % NB, _IC_N]
+    c = ics[s % NB, _IC_TO]
+    side = ics[s % NB, _IC_SIDE]
+    mode = ics[s % NB, _IC_MODE]
+    if s >= 1:
+        sa = ics[(s - 1) % NB, _IC_N]
+        sb = b
+    elif nb >= s + 3:
+        sa = a
+        sb = ics[(s + 2) % NB, _IC_N]
+    else:
+        sa = a
+        sb = b
+    out[ns, 0] = _time(f, a, t0, fs)
+    out[ns, 1] = side
+    out[ns, 2] = mode
+    out[ns, 3] = 60.0 * fs / (b - a)
+    out[ns, 4] = (c - a) / fs
+    out[ns, 5] = (b - c) / fs
+    for q in range(6, N_STEP_COLS):
+        out[ns, q] = np.nan
+    i0 = math.ceil(a)
+    i1 = math.floor(b)
+    j0 = math.ceil(sa)
+    j1 = math.floor(sb)
+    if min(i0, j0) <= now - L or i1 <= i0 or i1 >= now or j1 >= now:
+        return ns + 1
+    dt = 1.0 / fs
+    # vertical oscillation: double integration with per-step drift removal (periodic step)
+    m = i1 - i0 + 1
+    mean_a = 0.0
+    for i in range(i0, i1 + 1):
+        mean_a += ring[i % L, SIG_F_V]
+    mean_a /= m
+    vel = 0.0
+    sum_v = 0.0
+    for i in range(i0, i1 + 1):
+        vel += (ring[i % L, SIG_F_V] - mean_a) * dt
+        sum_v += vel
+    mean_v = sum_v / m
+    vel = 0.0
+    z = 0.0
+    zmin = 0.0
+    zmax = 0.0
+    for i in range(i0, i1 + 1):
+        vel += (ring[i % L, SIG_F_V] - mean_a) * dt
+        z += (vel - mean_v) * dt
+        zmin = min(zmin, z)
+        zmax = max(zmax, z)
+    out[ns, 6] = zmax - zmin
+    # braking: max of -a_ap over the first half of the contact
+    if math.isfinite(c) and c > a:
+        e = math.floor(a + 0.5 * (c - a))
+        br = -1e300
+        for i in range(i0, max(e, i0) + 1):
+            br = max(br, -ring[i % L, SIG_A_AP])
+        out[ns, 10] = br
+    if has_gyro:
+        # pelvic drop relative to the stride mean obliquity
+        mo = 0.0
+        for i in range(j0, j1 + 1):
+            mo += ring[i % L, SIG_OBLIQ]
+        mo /= j1 - j0 + 1
+        for i in range(min(i0, j0), max(i1, j1) + 1):
+            if not (math.isfinite(ring[i % L, SIG_OBLIQ]) and math.isfinite(ring[i % L, SIG_YAW])):
+                return ns + 1
+        if math.isfinite(c) and side != SIDE_UNKNOWN:
+            sg = 1.0 if side == SIDE_LEFT else -1.0
+            ce = math.floor(c)
+            dmax = -1e300
+            for i in range(i0, max(ce, i0) + 1):
+                dmax = max(dmax, sg * (ring[i % L, SIG_OBLIQ] - mo))
+            out[ns, 7] = dmax
+        # rotation range after removing the stride yaw trend (gyro bias, turning)
+        slope = (ring[j1 % L, SIG_YAW] - ring[j0 % L, SIG_YAW]) / max(j1 - j0, 1)
+        ymin = 1e300
+        ymax = -1e300
+        tmin = 1e300
+        tmax = -1e300
+        for i in range(i0, i1 + 1):
+            y = ring[i % L, SIG_YAW] - slope * i
+            ymin = min(ymin, y)
+            ymax = max(ymax, y)
+            tl = ring[i % L, SIG_TILT]
+            tmin = min(tmin, tl)
+            tmax = max(tmax, tl)
+        out[ns, 8] = ymax - ymin
+        out[ns, 9] = tmax - tmin
+    return ns + 1
+
+
+@njit(**NJIT_OPTS)
+def _try_finalize(
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    has_gyro: bool,
+    fs: float,
+    t0: float,
+    ending: bool,
+    out: NDArray[np.float64],
+    ns: int,
+) -> int:
+    while st[_FIN] < st[_BOUT] - 1:
+        s = st[_FIN]
+        if ics[s % NB, _IC_TODONE] == 0.0 and not ending:
+            break
+        if s == 0 and st[_BOUT] < 3 and not ending:
+            break
+        if ics[s % NB, _IC_EMITTED] == 0.0:
+            break
+        ns = _step_metrics(f, st, ring, ics, s, has_gyro, fs, t0, out, ns)
+        st[_FIN] = s + 1
+        st[_N_STEPS] += 1
+    return ns
+
+
+@njit(**NJIT_OPTS)
+def _end_bout(
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    has_gyro: bool,
+    p: GaitParams,
+    fs: float,
+    t0: float,
+    ev: NDArray[np.float64],
+    ne: int,
+    out: NDArray[np.float64],
+    ns: int,
+) -> tuple[int, int]:
+    if st[_BOUT] > 0 and st[_EVOPEN] == 1:
+        ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
+    ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, True, out, ns)
+    st[_BOUT] = 0
+    st[_FIN] = 0
+    st[_TOW] = 0
+    f[_SIDE_S] = 0.0
+    return ne, ns
+
+
+@njit(**NJIT_OPTS)
+def _add_ic(
+    n_ic: float,
+    mode: int,
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    has_gyro: bool,
+    p: GaitParams,
+    fs: float,
+    t0: float,
+    ev: NDArray[np.float64],
+    ne: int,
+    out: NDArray[np.float64],
+    ns: int,
+) -> tuple[int, int]:
+    nb = st[_BOUT]
+    if nb > 0:
+        r = (nb - 1) % NB
+        dtp = (n_ic - ics[r, _IC_N]) / fs
+        if dtp < p.min_step_s:
+            return ne, ns
+        mx = p.max_step_run_s if mode == MODE_RUN else p.max_step_walk_s
+        if dtp > mx or ics[r, _IC_MODE] != mode:
+            ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
+        else:
+            if st[_EVOPEN] == 1:
+                ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
+            if mode == MODE_RUN:
+                ics[r, _IC_TODONE] = 1.0  # TO of the previous step can no longer come
+    nb = st[_BOUT]
+    r = nb % NB
+    ics[r, _IC_N] = n_ic
+    ics[r, _IC_MODE] = mode
+    ics[r, _IC_SIDE] = SIDE_UNKNOWN
+    ics[r, _IC_TO] = np.nan
+    ics[r, _IC_TODONE] = 0.0
+    ics[r, _IC_EV] = 0.0
+    ics[r, _IC_EVCNT] = 0.0
+    ics[r, _IC_EMITTED] = 0.0
+    st[_BOUT] = nb + 1
+    now = st[_N]
+    wend = n_ic + p.side_window_s * fs
+    st[_EVOPEN] = 1
+    if now >= wend:
+        ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
+    ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, False, out, ns)
+    return ne, ns
+
+
+@njit(**NJIT_OPTS)
+def _biquad(x: float, c: NDArray[np.float64], o: int, f: NDArray[np.float64], z: int) -> float:
+    y = c[o] * x + f[z]
+    f[z] = c[o + 1] * x - c[o + 3] * y + f[z + 1]
+    f[z + 1] = c[o + 2] * x - c[o + 4] * y
+    return y
+
+
+@njit(**NJIT_OPTS)
+def _biquad_reset(x: float, c: NDArray[np.float64], o: int, f: NDArray[np.float64], z: int) -> None:
+    f[z + 1] = (c[o + 2] - c[o + 4]) * x
+    f[z] = (c[o + 1] - c[o + 3]) * x + f[z + 1]
+
+
+@njit(**NJIT_OPTS)
+def _gait_kernel(
+    sig: NDArray[np.float64],
+    kidx: NDArray[np.int64],
+    flag: NDArray[np.int8],
+    has_gyro: bool,
+    fs: float,
+    t0: float,
+    coef: NDArray[np.float64],
+    p: GaitParams,
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    finish: bool,
+) -> tuple[
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.int64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+]:
+    n = sig.shape[0]
+    L = ring.shape[0]
+    min_step = max(1, int(p.min_step_s * fs))
+    cap = 2 * (n // min_step) + 4 * NB + 8
+    ev = np.empty((cap, 3))
+    out = np.empty((cap, N_STEP_COLS))
+    ne = 0
+    ns = 0
+    gdf = coef[10]
+    gds = coef[11]
+    for j in range(n):
+        x = sig[j, SIG_F_V] / G
+        cnt = st[_N]
+        if flag[j] != 0 or cnt == 0:
+            if st[_BOUT] > 0:
+                ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
+            f[_KOFS] = kidx[j] - cnt
+            st[_BOUT_START] = cnt
+            _biquad_reset(x, coef, 0, f, _ZF1)
+            _biquad_reset(x, coef, 5, f, _ZS1)
+            f[_XF_PREV] = x
+            f[_XS_PREV] = x
+            f[_D1] = 0.0
+            f[_D2] = 0.0
+            f[_UNL_MIN] = x
+            f[_CROSS_N] = -1e18
+            st[_PHASE] = 0
+            st[_PEND] = 0
+        xf = _biquad(x, coef, 0, f, _ZF1)
+        xs = _biquad(x, coef, 5, f, _ZS1)
+        r = cnt % L
+        for q in range(N_SIG):
+            ring[r, q] = sig[j, q]
+        # ---- side evidence window of the last IC closes -> IC event ---------------------
+        if st[_EVOPEN] == 1:
+            rr = (st[_BOUT] - 1) % NB
+            if cnt >= ics[rr, _IC_N] + p.side_window_s * fs:
+                ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
+                ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, False, out, ns)
+        # ---- running detector ----------------------------------------------------------
+        xp = f[_XF_PREV]
+        if st[_PHASE] == 0:
+            f[_UNL_MIN] = min(f[_UNL_MIN], xf)
+            lev = max(f[_UNL_MIN], 0.0) + p.ic_level_g
+            if xp < lev <= xf and xp < lev:
+                f[_CROSS_N] = cnt - 1 + (lev - xp) / (xf - xp)
+            if (
+                xf > p.load_g
+                and f[_UNL_MIN] < p.flight_max_g
+                and cnt - f[_CROSS_N] <= p.max_rise_s * fs
+            ):
+                n_ic = f[_CROSS_N] - gdf + p.run_ic_offset_s * fs
+                st[_PHASE] = 1
+                f[_TO_LEVEL] = max(f[_UNL_MIN], 0.0) + p.to_level_g
+                f[_LAST_RUN_IC] = cnt
+                st[_PEND] = 0
+                ne, ns = _add_ic(
+                    n_ic, MODE_RUN, f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns
+                )
+        else:
+            lev = f[_TO_LEVEL]
+            if xf < lev <= xp and st[_BOUT] > 0:
+                rr = (st[_BOUT] - 1) % NB
+                n_to = cnt - 1 + (xp - lev) / (xp - xf) - gdf + p.run_to_offset_s * fs
+                if n_to - ics[rr, _IC_N] >= p.min_contact_s * fs:
+                    st[_PHASE] = 0
+                    f[_UNL_MIN] = xf
+                    f[_CROSS_N] = -1e18
+                    if ics[rr, _IC_MODE] == MODE_RUN and ics[rr, _IC_TODONE] == 0.0:
+                        if st[_EVOPEN] == 1:
+                            ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
+                        ics[rr, _IC_TO] = n_to
+                        ics[rr, _IC_TODONE] = 1.0
+                        ne = _emit_event(ev, ne, _time(f, n_to, t0, fs), 1, ics[rr, _IC_SIDE])
+                        ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, False, out, ns)
+            elif cnt - f[_LAST_RUN_IC] > p.max_contact_s * fs:
+                st[_PHASE] = 0
+                f[_UNL_MIN] = xf
+                f[_CROSS_N] = -1e18
+        f[_XF_PREV] = xf
+        # ---- walking detector (vertical jerk peaks) -------------------------------------
+        d0 = (xs - f[_XS_PREV]) * fs
+        f[_XS_PREV] = xs
+        d1 = f[_D1]
+        d2 = f[_D2]
+        f[_EMA] *= 1.0 - 1.0 / (5.0 * fs)
+        running_active = cnt - f[_LAST_RUN_IC] < p.run_hold_s * fs
+        if (
+            not running_active
+            and d1 > d2
+            and d1 >= d0
+            and d1 > max(p.walk_thr_gps, p.walk_rel * f[_EMA])
+        ):
+            den = d2 - 2.0 * d1 + d0
+            dl = 0.5 * (d2 - d0) / den if den < 0.0 else 0.0
+            npk = cnt - 1 + dl
+            if st[_PEND] == 1:
+                if npk - f[_PEND_N] < p.walk_refractory_s * fs and d1 > f[_PEND_P]:
+                    f[_PEND_N] = npk
+                    f[_PEND_P] = d1
+            elif npk - f[_LAST_WALK] > p.walk_refractory_s * fs:
+                st[_PEND] = 1
+                f[_PEND_N] = npk
+                f[_PEND_P] = d1
+        if running_active:
+            st[_PEND] = 0
+        if st[_PEND] == 1 and cnt - f[_PEND_N] >= p.walk_hold_s * fs:
+            st[_PEND] = 0
+            pk = f[_PEND_P]
+            f[_EMA] = pk if f[_EMA] <= 0.0 else 0.8 * f[_EMA] + 0.2 * pk
+            f[_LAST_WALK] = f[_PEND_N]
+            n_ic = f[_PEND_N] - gds + p.walk_ic_offset_s * fs
+            nb0 = st[_BOUT]
+            ne, ns = _add_ic(
+                n_ic, MODE_WALK, f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns
+            )
+            if st[_BOUT] >= 2 and st[_BOUT] != nb0:
+                # walking TO of the previous step: steepest fall of x after this IC
+                rp = (st[_BOUT] - 2) % NB
+                st[_TOW] = 1
+                f[_TOW_END] = n_ic + 0.35 * (n_ic - ics[rp, _IC_N])
+                f[_TOW_MIN] = 1e300
+                f[_TOW_N] = np.nan
+        f[_D2] = d1
+        f[_D1] = d0
+        if st[_TOW] == 1 and st[_BOUT] >= 2:
+            if cnt - 1 - gds >= ics[(st[_BOUT] - 1) % NB, _IC_N] and d1 < f[_TOW_MIN]:
+                f[_TOW_MIN] = d1
+                f[_TOW_N] = cnt - 1 - gds
+            if cnt - gds >= f[_TOW_END]:
+                st[_TOW] = 0
+                rp = (st[_BOUT] - 2) % NB
+                if ics[rp, _IC_TODONE] == 0.0:
+                    ics[rp, _IC_TO] = f[_TOW_N]
+                    ics[rp, _IC_TODONE] = 1.0
+                    if math.isfinite(f[_TOW_N]):
+                        ne = _emit_event(ev, ne, _time(f, f[_TOW_N], t0, fs), 1, ics[rp, _IC_SIDE])
+                    ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, False, out, ns)
+        # ---- bout timeout ----------------------------------------------------------------
+        if st[_BOUT] > 0:
+            rl = (st[_BOUT] - 1) % NB
+            mx = p.max_step_run_s if ics[rl, _IC_MODE] == MODE_RUN else p.max_step_walk_s
+            if cnt - ics[rl, _IC_N] > mx * fs + 1.0:
+                ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
+        st[_N] = cnt + 1
+    if finish and st[_BOUT] > 0:
+        ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
+    return ev[:ne], out[:ns], f, st, ring, ics
+
+
+def gait_events(
+    sig: NDArray[np.float64],
+    kidx: NDArray[np.int64],
+    flag: NDArray[np.int8],
+    *,
+    has_gyro: bool,
+    sample_rate_hz: float,
+    t0: float = 0.0,
+    params: GaitParams | None = None,
+    state: GaitState | None = None,
+    finish: bool = True,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], GaitState]:
+    """Offline events + steps = one kernel call. Returns raw event rows (time, kind, side),
+    step rows (N_STEP_COLS) and the state."""
+    p = params if params is not None else GaitParams()
+    s = state if state is not None else gait_initial_state(sample_rate_hz)
+    coef = gait_coefficients(sample_rate_hz, p)
+    ev, steps, f, i, ring, ics = _gait_kernel(
+        np.ascontiguousarray(sig, dtype=np.float64),
+        np.ascontiguousarray(kidx, dtype=np.int64),
+        np.ascontiguousarray(flag, dtype=np.int8),
+        has_gyro,
+        float(sample_rate_hz),
+        float(t0),
+        coef,
+        p,
+        s.f,
+        s.i,
+        s.ring,
+        s.ics,
+        finish,
+    )
+    return ev, steps, GaitState(f, i, ring, ics)

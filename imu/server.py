@@ -1,0 +1,761 @@
+"""MQTT bridge server: phones' raw sensor packets in, per-step metrics and alerts out.
+
+One :class:`imu.pipeline.Pipeline` per ``(runner, session)``: the same code path as the simulator,
+recordings and CSV files. The event loop only does cheap work per MQTT message (validate, split,
+queue); a separate task feeds each session's queued packets to its pipeline once per tick and
+yields between sessions, so decoding/DSP never holds the loop for more than one session's batch.
+
+Tasks (one :class:`asyncio.TaskGroup`, named): ``imu-server.connection`` (connect, subscribe,
+reconnect with capped jittered backoff), inside it per connection ``imu-server.read``,
+``imu-server.publish[i]`` and ``imu-server.stats``; next to it ``imu-server.process`` (pipelines,
+idle timeout) and ``imu-server.lag`` (event-loop lag monitor).
+
+Drop policies (every drop is counted): outgoing ``steps`` messages ``drop_oldest`` beyond
+``ServerConfig.publish_queue``; alerts and summaries are never dropped; raw packets waiting for
+the pipeline ``drop_oldest`` beyond ``ServerConfig.max_pending_packets`` per session (counted in
+the session's ``overload_dropped`` and seen by the decoder as lost packets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import logging
+import os
+import queue
+import random
+import socket
+import ssl
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiomqtt
+import numpy.typing as npt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from firmware_interface.protocol import PROTOCOL_VERSION, PacketType
+from imu.alerts import AlertConfig
+from imu.bridge_protocol import (
+    BRIDGE_VERSION,
+    BridgeFormatError,
+    Status,
+    decode_raw_batch,
+    decode_status,
+    encode_alerts,
+    encode_steps,
+    encode_summary,
+    json_bytes,
+    parse_topic,
+    server_stats_topic,
+    topic,
+)
+from imu.pipeline import Pipeline, SessionInfo
+from storage.records import Record, Sink
+
+__all__ = ["BridgeServer", "ReorderBuffer", "ServerConfig", "partition_of"]
+
+log = logging.getLogger(__name__)
+
+_MAX_BAD_RUNNERS: Final = 10_000
+
+
+def partition_of(runner: str, n: int) -> int:
+    """Stable partition of a runner: ``crc32(utf-8 runner id) mod n``."""
+    return zlib.crc32(runner.encode()) % n
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Settings of :class:`BridgeServer` (durations in seconds).
+
+    Attributes:
+        host, port: the MQTT broker.
+        username, password: broker credentials (the server user reads and writes ``imu/#``).
+        tls_context: TLS for the broker connection, ``None`` for plain TCP.
+        partition: ``(i, n)``: handle only runners with :func:`partition_of` ``== i``.
+        server_id: names the stats topic and the MQTT client id (``imu-server-<id>``).
+        idle_timeout_s: close a session after this long without raw data while connected.
+        reorder_window: packets held back to put late packets back in sequence order (0 = off).
+        reorder_hold_s: longest a packet waits for a missing predecessor.
+        tick_s: how often queued packets are fed to the pipelines.
+        stats_interval_s: period of the ``imu/_server/<id>/stats`` message (0 = never).
+        steps_qos: QoS of ``steps`` messages (alerts and summaries always use QoS 1).
+        publishers: concurrent outgoing publishes (the PUBACK window).
+        publish_queue: bound of the outgoing queue (steps beyond it: drop_oldest).
+        max_pending_packets: per-session bound of packets waiting for the pipeline.
+        session_expiry_s: broker keeps the server's subscriptions and queued messages this long
+            while the server is away (MQTT v5 session expiry, ``clean_start`` false).
+        backoff_base_s, backoff_cap_s: reconnect delay: uniform(0, min(cap, base * 2**attempt)).
+        alert_config: thresholds of every session's alert engine (default :class:`AlertConfig`).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls_context: ssl.SSLContext | None = None
+    partition: tuple[int, int] = (0, 1)
+    server_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    idle_timeout_s: float = 120.0
+    reorder_window: int = 32
+    reorder_hold_s: float = 1.0
+    tick_s: float = 0.02
+    stats_interval_s: float = 10.0
+    steps_qos: int = 1
+    publishers: int = 32
+    publish_queue: int = 50_000
+    max_pending_packets: int = 2_000
+    session_expiry_s: int = 600
+    backoff_base_s: float = 0.2
+    backoff_cap_s: float = 10.0
+    alert_config: AlertConfig | None = None
+
+
+# --- reorder window ---------------------------------------------------------------------------
+class ReorderBuffer:
+    """Puts sensor packets back in sequence order and drops exact re-deliveries.
+
+    Only packets whose length and CRC are valid are ordered (the sequence number of a corrupt
+    packet cannot be trusted); others pass straight through for the decoder to count. A packet
+    waits for a missing predecessor until ``window`` packets are held or ``hold_s`` passed; then
+    the gap is skipped (the decoder counts it as lost). A packet older than the released stream
+    is a duplicate if it was released recently, else it is passed on late (the decoder counts it
+    as reordered).
+    """
+
+    def __init__(self, window: int, hold_s: float, *, remember: int = 4096) -> None:
+        self.window = window
+        self.hold_s = hold_s
+        self._next: int | None = None  # unwrapped sequence number expected next
+        self._held: dict[int, bytes] = {}
+        self._held_since = 0.0
+        self._recent: set[int] = set()
+        self._recent_order: deque[int] = deque()
+        self._remember = remember
+        self.duplicates = 0
+        self.late = 0
+        self.reordered_fixed = 0
+        self.skipped = 0
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def push(self, packets: Sequence[bytes], now_s: float) -> list[bytes]:
+        out: list[bytes] = []
+        for pkt in packets:
+            seq = _trusted_seq(pkt)
+            if seq is None:
+                out.append(pkt)
+                continue
+            if self._next is None:
+                self._next = seq
+            nxt = self._next
+            diff = (seq - nxt) & 0xFFFF
+            if diff >= 0x8000:
+                diff -= 0x10000
+            u = nxt + diff
+            if u < nxt:
+                if u in self._recent:
+                    self.duplicates += 1
+                else:
+                    self.late += 1
+                    out.append(pkt)
+                continue
+            if u in self._held:
+                self.duplicates += 1
+                continue
+            if u != nxt:
+                if not self._held:
+                    self._held_since = now_s
+                elif u < max(self._held):
+                    self.reordered_fixed += 1
+            self._held[u] = pkt
+            self._release(out)
+            while len(self._held) > self.window:
+                self._skip(out)
+        return out
+
+    def expire(self, now_s: float) -> list[bytes]:
+        """Release what waited longer than ``hold_s`` for a missing packet."""
+        out: list[bytes] = []
+        if self._held and now_s - self._held_since >= self.hold_s:
+            self._skip(out)
+            if self._held:
+                self._held_since = now_s
+        return out
+
+    def flush(self) -> list[bytes]:
+        out: list[bytes] = []
+        while self._held:
+            self._skip(out)
+        return out
+
+    def _skip(self, out: list[bytes]) -> None:
+        first = min(self._held)
+        self.skipped += first - (self._next or first)
+        self._next = first
+        self._release(out)
+
+    def _release(self, out: list[bytes]) -> None:
+        nxt = self._next
+        assert nxt is not None
+        held = self._held
+        while nxt in held:
+            out.append(held.pop(nxt))
+            self._recent.add(nxt)
+            self._recent_order.append(nxt)
+            nxt += 1
+        self._next = nxt
+        while len(self._recent_order) > self._remember:
+            self._recent.discard(self._recent_order.popleft())
+
+
+def _trusted_seq(pkt: bytes) -> int | None:
+    if len(pkt) < 16 or pkt[0] != PROTOCOL_VERSION or pkt[1] != PacketType.IMU_DATA:
+        return None
+    if binascii.crc_hqx(pkt[:-2], 0xFFFF) != int.from_bytes(pkt[-2:], "little"):
+        return None
+    return int.from_bytes(pkt[2:4], "little")
+
+
+# --- sessions ---------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Out:
+    topic: str
+    payload: bytes
+    qos: int
+    droppable: bool
+
+
+class _Session:
+    """Server-side state of one (runner, session)."""
+
+    def __init__(self, runner: str, session: str, cfg: ServerConfig) -> None:
+        self.runner = runner
+        self.session = session
+        self.pipeline: Pipeline | None = None
+        self.reorder = ReorderBuffer(cfg.reorder_window, cfg.reorder_hold_s)
+        self.pending: deque[tuple[int, list[bytes]]] = deque()
+        self.pending_packets = 0
+        self.status: dict[str, Any] = {}
+        self.start_utc_s: float | None = None
+        self.first_rx_utc_s: float | None = None
+        self.last_data_s = time.monotonic()
+        self.closing = False
+        self.closed = False
+        self.failed: str | None = None
+        self.batch_context: int | None = None
+        self.last_batch_seq: int | None = None
+        self.messages = 0
+        self.packets_in = 0
+        self.batch_seq_regressions = 0
+        self.overload_dropped = 0
+        self.steps_sent = 0
+        self.alerts_sent = 0
+        self.broker_gaps: list[dict[str, float]] = []
+        self.opened_monotonic = time.monotonic()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.runner, self.session)
+
+    def bridge_stats(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "packets_in": self.packets_in,
+            "duplicates_dropped": self.reorder.duplicates,
+            "late_packets": self.reorder.late,
+            "reordered_fixed": self.reorder.reordered_fixed,
+            "reorder_skipped": self.reorder.skipped,
+            "batch_seq_regressions": self.batch_seq_regressions,
+            "overload_dropped": self.overload_dropped,
+            "steps_sent": self.steps_sent,
+            "alerts_sent": self.alerts_sent,
+            "broker_gaps": list(self.broker_gaps),
+            "status": dict(self.status),
+            "failed": self.failed,
+        }
+
+
+# --- storage in a thread ----------------------------------------------------------------------
+class _ThreadedSink:
+    """Runs a blocking :class:`Sink` in a writer thread; ``write`` blocks only when 1000 batches wait.
+
+    Policy ``block``: storage is never dropped; a full queue slows the server down instead.
+    """
+
+    def __init__(self, sink: Sink, max_batches: int = 1000) -> None:
+        self._sink = sink
+        self._q: queue.Queue[list[Record] | None] = queue.Queue(max_batches)
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name="imu-server.store", daemon=True)
+        self._thread.start()
+
+    def write(self, records: Sequence[Record]) -> None:
+        self._q.put(list(records))
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=30)
+        self._sink.close()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._q.get()
+            if batch is None:
+                return
+            try:
+                self._sink.write(batch)
+            except Exception:  # a storage error must not stop the writer; counted and logged
+                self.errors += 1
+                log.exception("store write failed (%d records)", len(batch))
+
+
+# --- the server -------------------------------------------------------------------------------
+class BridgeServer:
+    """The MQTT bridge service. ``await server.run()`` until cancelled.
+
+    Args:
+        config: broker, partition and tuning settings.
+        sinks: where every session's records go (owned by the server: closed on exit).
+        rng: randomness of the reconnect jitter (pin it in tests).
+    """
+
+    def __init__(
+        self, config: ServerConfig, sinks: Sequence[Sink] = (), *, rng: random.Random | None = None
+    ) -> None:
+        self.cfg = config
+        i, n = config.partition
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError(f"partition {i}/{n}: need 0 <= i < n")
+        self._sinks: list[Sink] = [_ThreadedSink(s) for s in sinks]
+        self._rng = rng or random.Random()
+        self.sessions: dict[tuple[str, str], _Session] = {}
+        self.closed_sessions: dict[tuple[str, str], float] = {}
+        self._dirty: dict[tuple[str, str], None] = {}
+        self._out: deque[_Out] = deque()
+        self._out_event = asyncio.Event()
+        self._data_event = asyncio.Event()
+        self.connected = asyncio.Event()
+        self._disconnected_at: float | None = None
+        self._started = time.monotonic()
+        self.counters: dict[str, int] = {
+            "messages_in": 0,
+            "bytes_in": 0,
+            "packets_in": 0,
+            "other_partition": 0,
+            "bad_topic": 0,
+            "after_close": 0,
+            "sessions_opened": 0,
+            "sessions_closed": 0,
+            "sessions_idle_closed": 0,
+            "sessions_failed": 0,
+            "publish_dropped": 0,
+            "publish_errors": 0,
+            "connects": 0,
+            "disconnects": 0,
+        }
+        self.bad_payloads: dict[str, dict[str, int]] = {}
+        self.loop_lag_max_s = 0.0
+        self.summaries: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve until cancelled; on exit close every open session and the sinks."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._connection_loop(), name="imu-server.connection")
+                tg.create_task(self._process_loop(), name="imu-server.process")
+                tg.create_task(self._lag_loop(), name="imu-server.lag")
+        finally:
+            for sess in list(self.sessions.values()):
+                self._close_session(sess, reason="shutdown", publish=False)
+            for sink in self._sinks:
+                sink.close()
+
+    def _client(self) -> aiomqtt.Client:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        client = aiomqtt.Client(
+            self.cfg.host,
+            self.cfg.port,
+            username=self.cfg.username,
+            password=self.cfg.password,
+            identifier=f"imu-server-{self.cfg.server_id}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            tls_context=self.cfg.tls_context,
+            keepalive=30,
+            timeout=10,
+            max_inflight_messages=max(20, self.cfg.publishers),
+        )
+        client.pending_calls_threshold = 10 * max(
+            20, self.cfg.publishers
+        )  # no 'pending publish calls' warnings
+        return client
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        while True:
+            connected_at: float | None = None
+            try:
+                async with self._client() as client:
+                    connected_at = time.monotonic()
+                    await client.subscribe("imu/+/+/raw", qos=1)
+                    await client.subscribe("imu/+/+/status", qos=1)
+                    self._on_connected()
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._read_loop(client), name="imu-server.read")
+                        for k in range(self.cfg.publishers):
+                            tg.create_task(
+                                self._publish_loop(client), name=f"imu-server.publish[{k}]"
+                            )
+                        if self.cfg.stats_interval_s > 0:
+                            tg.create_task(self._stats_loop(client), name="imu-server.stats")
+            except* aiomqtt.MqttError as eg:
+                log.warning("broker connection lost or refused: %s", eg.exceptions[0])
+            self._on_disconnected()
+            if connected_at is not None and time.monotonic() - connected_at > 5.0:
+                attempt = 0
+            delay = self._rng.uniform(
+                0, min(self.cfg.backoff_cap_s, self.cfg.backoff_base_s * 2**attempt)
+            )
+            attempt = min(attempt + 1, 30)
+            log.info("reconnecting in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    def _on_connected(self) -> None:
+        self.counters["connects"] += 1
+        now = time.monotonic()
+        if self._disconnected_at is not None:
+            gap_s = now - self._disconnected_at
+            now_utc = time.time()
+            for sess in self.sessions.values():
+                sess.broker_gaps.append(
+                    {
+                        "from_utc_s": now_utc - gap_s,
+                        "to_utc_s": now_utc,
+                        "duration_s": round(gap_s, 3),
+                    }
+                )
+                sess.last_data_s = now  # the idle clock does not run while the broker is away
+            log.info(
+                "connected again after %.2f s; %d open sessions continue", gap_s, len(self.sessions)
+            )
+        self._disconnected_at = None
+        self.connected.set()
+
+    def _on_disconnected(self) -> None:
+        if self.connected.is_set():
+            self.counters["disconnects"] += 1
+            self._disconnected_at = time.monotonic()
+        self.connected.clear()
+
+    # --- input -----------------------------------------------------------------------------
+    async def _read_loop(self, client: aiomqtt.Client) -> None:
+        async for msg in client.messages:
+            payload = msg.payload
+            if not isinstance(payload, (bytes, bytearray)):
+                payload = b"" if payload is None else str(payload).encode()
+            self.handle_message(msg.topic.value, bytes(payload))
+
+    def handle_message(self, topic_name: str, payload: bytes) -> None:
+        """Validate and queue one incoming message (cheap; never raises on bad input)."""
+        self.counters["messages_in"] += 1
+        self.counters["bytes_in"] += len(payload)
+        try:
+            parts = parse_topic(topic_name)
+        except BridgeFormatError as exc:
+            self.counters["bad_topic"] += 1
+            self._bad("?", exc)
+            return
+        i, n = self.cfg.partition
+        if n > 1 and partition_of(parts.runner, n) != i:
+            self.counters["other_partition"] += 1
+            return
+        key = (parts.runner, parts.session)
+        try:
+            if parts.kind == "raw":
+                self._on_raw(key, payload)
+            elif parts.kind == "status":
+                self._on_status(key, decode_status(payload))
+        except BridgeFormatError as exc:
+            self._bad(parts.runner, exc)
+
+    def _bad(self, runner: str, exc: BridgeFormatError) -> None:
+        per = self.bad_payloads.get(runner)
+        if per is None:
+            if len(self.bad_payloads) >= _MAX_BAD_RUNNERS:
+                runner = "*"
+            per = self.bad_payloads.setdefault(runner, {})
+        count = per.get(exc.reason, 0) + 1
+        per[exc.reason] = count
+        if count == 1 or count % 100 == 0:
+            log.warning("bad payload from runner %s (%d so far): %s", runner, count, exc)
+
+    def _session(self, key: tuple[str, str]) -> _Session | None:
+        sess = self.sessions.get(key)
+        if sess is None:
+            if key in self.closed_sessions:
+                self.counters["after_close"] += 1
+                return None
+            sess = _Session(key[0], key[1], self.cfg)
+            self.sessions[key] = sess
+            self.counters["sessions_opened"] += 1
+            log.info("session %s/%s opened", *key)
+        return sess
+
+    def _on_raw(self, key: tuple[str, str], payload: bytes) -> None:
+        batch = decode_raw_batch(payload)
+        sess = self._session(key)
+        if sess is None or sess.closing:
+            return
+        now = time.monotonic()
+        sess.last_data_s = now
+        sess.messages += 1
+        sess.packets_in += len(batch.packets)
+        self.counters["packets_in"] += len(batch.packets)
+        if sess.first_rx_utc_s is None:
+            sess.first_rx_utc_s = batch.rx_time_us[0] / 1e6
+        if sess.last_batch_seq is not None and batch.batch_seq < sess.last_batch_seq:
+            sess.batch_seq_regressions += 1
+        sess.last_batch_seq = (
+            batch.batch_seq
+            if sess.last_batch_seq is None
+            else max(sess.last_batch_seq, batch.batch_seq)
+        )
+        sess.pending.append((batch.batch_seq, batch.packets))
+        sess.pending_packets += len(batch.packets)
+        while sess.pending_packets > self.cfg.max_pending_packets and len(sess.pending) > 1:
+            _, dropped = sess.pending.popleft()
+            sess.pending_packets -= len(dropped)
+            sess.overload_dropped += len(dropped)
+        self._dirty[key] = None
+        self._data_event.set()
+
+    def _on_status(self, key: tuple[str, str], status: Status) -> None:
+        sess = self._session(key)
+        if sess is None:
+            return
+        sess.status.update({k: v for k, v in status.as_dict().items() if k != "type"})
+        if status.type == "start":
+            if sess.start_utc_s is None:
+                sess.start_utc_s = status.start_utc_s or status.time_utc_s
+            log.info("session %s/%s: start (%s)", *key, status.device or {})
+        elif status.type == "stop":
+            sess.closing = True
+            self._dirty[key] = None
+            self._data_event.set()
+
+    # --- processing ------------------------------------------------------------------------
+    async def _process_loop(self) -> None:
+        last_idle_check = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._data_event.wait(), timeout=max(self.cfg.tick_s, 0.1))
+            self._data_event.clear()
+            await asyncio.sleep(self.cfg.tick_s)  # let a tick's worth of messages arrive together
+            now = time.monotonic()
+            keys = list(self._dirty)
+            self._dirty.clear()
+            for key in keys:
+                sess = self.sessions.get(key)
+                if sess is None:
+                    continue
+                self._process(sess, now)
+                await asyncio.sleep(0)
+            if now - last_idle_check >= 1.0:
+                last_idle_check = now
+                self._check_idle(now)
+
+    def _process(self, sess: _Session, now: float) -> None:
+        packets: list[bytes] = []
+        batch_seq: int | None = None
+        while sess.pending:
+            batch_seq, pkts = sess.pending.popleft()
+            packets += sess.reorder.push(pkts, now)
+        sess.pending_packets = 0
+        packets += sess.reorder.expire(now)
+        if sess.closing:
+            packets += sess.reorder.flush()
+        if sess.reorder.held:
+            self._dirty[sess.key] = None  # come back to release what waits for a gap
+        if packets and sess.failed is None:
+            pipeline = self._pipeline(sess)
+            sess.batch_context = batch_seq
+            try:
+                pipeline.feed_packets(packets)
+            except Exception as exc:  # one session's failure must not stop the others
+                self._fail(sess, exc)
+        if sess.closing:
+            self._close_session(sess, reason="stop")
+
+    def _pipeline(self, sess: _Session) -> Pipeline:
+        if sess.pipeline is None:
+            start = sess.start_utc_s or sess.first_rx_utc_s or time.time()
+            device = sess.status.get("device") or {}
+            info = SessionInfo(
+                session_id=sess.session,
+                runner=sess.runner,
+                device=str(device.get("name", "unknown")),
+                source="mqtt",
+                start_utc_s=float(start),
+                metadata={"server": self.cfg.server_id, "status": dict(sess.status)},
+            )
+            sess.pipeline = Pipeline(
+                info,
+                self._sinks,
+                on_steps=self._steps_cb(sess),
+                on_alerts=self._alerts_cb(sess),
+                alert_config=self.cfg.alert_config,
+            )
+        return sess.pipeline
+
+    def _steps_cb(self, sess: _Session) -> Callable[[npt.NDArray[Any]], None]:
+        t = topic(sess.runner, sess.session, "steps")
+
+        def cb(steps: npt.NDArray[Any]) -> None:
+            sess.steps_sent += len(steps)
+            self._enqueue(
+                _Out(t, encode_steps(steps, batch_seq=sess.batch_context), self.cfg.steps_qos, True)
+            )
+
+        return cb
+
+    def _alerts_cb(self, sess: _Session) -> Callable[[list[Any]], None]:
+        t = topic(sess.runner, sess.session, "alerts")
+
+        def cb(alerts: list[Any]) -> None:
+            sess.alerts_sent += len(alerts)
+            self._enqueue(_Out(t, encode_alerts(alerts, batch_seq=sess.batch_context), 1, False))
+
+        return cb
+
+    def _fail(self, sess: _Session, exc: Exception) -> None:
+        sess.failed = f"{type(exc).__name__}: {exc}"[:300]
+        self.counters["sessions_failed"] += 1
+        log.exception(
+            "session %s/%s failed; its data is dropped from now on", sess.runner, sess.session
+        )
+
+    def _check_idle(self, now: float) -> None:
+        if not self.connected.is_set():
+            return
+        for sess in list(self.sessions.values()):
+            if now - sess.last_data_s > self.cfg.idle_timeout_s:
+                self.counters["sessions_idle_closed"] += 1
+                self._process(sess, now)
+                self._close_session(sess, reason="idle")
+
+    def _close_session(self, sess: _Session, *, reason: str, publish: bool = True) -> None:
+        if sess.closed:
+            return
+        sess.closed = True
+        self.sessions.pop(sess.key, None)
+        self._dirty.pop(sess.key, None)
+        self.closed_sessions[sess.key] = time.monotonic()
+        if len(self.closed_sessions) > 100_000:
+            for k in list(self.closed_sessions)[:10_000]:
+                del self.closed_sessions[k]
+        self.counters["sessions_closed"] += 1
+        summary: dict[str, Any] = {}
+        if sess.pipeline is not None:
+            sess.batch_context = sess.last_batch_seq
+            try:
+                summary = sess.pipeline.close().summary
+            except Exception as exc:
+                self._fail(sess, exc)
+        bridge = {"close_reason": reason, **sess.bridge_stats()}
+        self.summaries[sess.key] = {"summary": summary, "bridge": bridge}
+        log.info(
+            "session %s/%s closed (%s): %d packets in, %d steps, %d alerts",
+            sess.runner,
+            sess.session,
+            reason,
+            sess.packets_in,
+            sess.steps_sent,
+            sess.alerts_sent,
+        )
+        if publish:
+            self._enqueue(
+                _Out(
+                    topic(sess.runner, sess.session, "steps"),
+                    encode_summary(summary, bridge),
+                    1,
+                    False,
+                )
+            )
+
+    # --- output ----------------------------------------------------------------------------
+    def _enqueue(self, item: _Out) -> None:
+        out = self._out
+        if len(out) >= self.cfg.publish_queue and out[0].droppable:
+            out.popleft()
+            self.counters["publish_dropped"] += 1
+        out.append(item)
+        self._out_event.set()
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        out = self._out
+        while True:
+            while not out:
+                self._out_event.clear()
+                await self._out_event.wait()
+            item = out.popleft()
+            try:
+                await client.publish(item.topic, item.payload, qos=item.qos)
+            except aiomqtt.MqttError:
+                out.appendleft(item)  # resent after the reconnect
+                self.counters["publish_errors"] += 1
+                raise
+            except asyncio.CancelledError:
+                out.appendleft(item)
+                raise
+
+    async def _stats_loop(self, client: aiomqtt.Client) -> None:
+        t = server_stats_topic(self.cfg.server_id)
+        while True:
+            await asyncio.sleep(self.cfg.stats_interval_s)
+            await client.publish(t, json_bytes(self.stats()), qos=0)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the stats topic and logs."""
+        return {
+            "v": BRIDGE_VERSION,
+            "type": "stats",
+            "server": self.cfg.server_id,
+            "partition": list(self.cfg.partition),
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "connected": self.connected.is_set(),
+            "sessions_open": len(self.sessions),
+            "publish_queue": len(self._out),
+            "loop_lag_max_s": round(self.loop_lag_max_s, 4),
+            **self.counters,
+            "bad_payloads": {r: dict(c) for r, c in self.bad_payloads.items()},
+        }
+
+    async def _lag_loop(self) -> None:
+        period = 0.1
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(period)
+            self.loop_lag_max_s = max(self.loop_lag_max_s, time.monotonic() - t0 - period)
+
+
+def tls_context(
+    cafile: str | None, certfile: str | None = None, keyfile: str | None = None
+) -> ssl.SSLContext:
+    """A client TLS context verifying the broker against ``cafile`` (system CAs when ``None``)."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        ctx.load_cert_chain(certfile, keyfile)
+    return ctx

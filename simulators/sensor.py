@@ -1,0 +1,283 @@
+"""Simulated IMU: sampling of a :class:`~simulators.runner.RunnerMotion`, sensor errors and the
+wire packets of protocol v1.
+
+Clocks: the motion runs on *true* time ``t`` (s since the session start, also the host clock).
+The sensor clock is ``tau = clock_offset_s + (1 + clock_drift_ppm * 1e-6) * t``.  Sample ``i``
+is nominally taken at sensor time ``clock_offset_s + i / sample_rate_hz``; with jitter the
+*actual* instant is ``clock_offset_s + i / rate + j_i`` (``j_i`` ~ N(0, time_jitter_s), clipped
+to +-0.25 sample, ``j_0 >= 0``).  A packet's ``t0_us`` is the actual sensor time of its first
+sample (rounded to 1 us, modulo 2**32); the decoder's ``t0 + i / rate`` differs from the actual
+instants of the other samples by their jitter.
+
+Signals in the sensor frame: ``x_sensor = M @ x_body`` with ``M`` the mounting rotation
+(sensor <- body).  Errors, in this order: constant bias + random-walk bias drift, white noise,
+then int16 quantisation with saturation at the full-scale range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial.transform import Rotation
+
+from firmware_interface.protocol import (
+    ACC_RANGES_G,
+    GYR_RANGES_DPS,
+    MAX_RATE_HZ,
+    MAX_SAMPLES_PER_PACKET,
+    MIN_RATE_HZ,
+    STANDARD_GRAVITY_MPS2,
+    encode_data_packet,
+    to_raw,
+)
+from simulators.runner import RunnerMotion
+
+__all__ = [
+    "LinkStats",
+    "SensorConfig",
+    "SensorSamples",
+    "mounting_matrix",
+    "packetize",
+    "random_mounting",
+    "sample_motion",
+]
+
+F8 = npt.NDArray[np.float64]
+_EVAL_CHUNK = 100_000
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """Sensor and link model. Probabilities are per packet."""
+
+    sample_rate_hz: int = 200
+    #: sensor <- body rotation (3x3 matrix or scipy Rotation); None = random from the seed
+    mounting: Any = None
+    acc_range_g: int = 16
+    gyr_range_dps: int = 2000
+    acc_noise_mps2: float = 0.015  # white noise SD per sample
+    gyr_noise_dps: float = 0.07
+    acc_bias_mps2: float = 0.05  # SD of the constant per-axis bias
+    gyr_bias_dps: float = 0.3
+    acc_bias_drift_mps2_per_sqrt_s: float = 0.0005  # random-walk bias drift
+    gyr_bias_drift_dps_per_sqrt_s: float = 0.002
+    time_jitter_s: float = 20e-6
+    clock_drift_ppm: float = 20.0
+    clock_offset_s: float = 0.0
+    samples_per_packet: int = 10
+    packet_loss: float = 0.002
+    corruption: float = 0.0005  # random byte flips (CRC then fails)
+    duplication: float = 0.0005
+    reordering: float = 0.001  # packet arrives after its successor
+    rx_latency_s: float = 0.015  # mean BLE latency (sample -> host), plus exponential jitter
+    seed: int | None = None  # None = the run's seed
+
+    def __post_init__(self) -> None:
+        if not MIN_RATE_HZ <= self.sample_rate_hz <= MAX_RATE_HZ:
+            raise ValueError(f"sample rate {self.sample_rate_hz} Hz outside 100..400")
+        if self.acc_range_g not in ACC_RANGES_G:
+            raise ValueError(f"acc range {self.acc_range_g} g not in {ACC_RANGES_G}")
+        if self.gyr_range_dps not in GYR_RANGES_DPS:
+            raise ValueError(f"gyro range {self.gyr_range_dps} dps not in {GYR_RANGES_DPS}")
+        if not 1 <= self.samples_per_packet <= MAX_SAMPLES_PER_PACKET:
+            raise ValueError(f"samples per packet {self.samples_per_packet} outside 1..19")
+        for name in ("packet_loss", "corruption", "duplication", "reordering"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
+        if self.clock_offset_s < 0:
+            raise ValueError("clock_offset_s must be >= 0")
+        if self.mounting is not None:
+            mounting_matrix(self.mounting)  # validates
+
+    @classmethod
+    def ideal(cls, **overrides: Any) -> SensorConfig:
+        """No noise, bias, jitter, clock error or link errors (quantisation remains)."""
+        base: dict[str, Any] = {
+            "acc_noise_mps2": 0.0,
+            "gyr_noise_dps": 0.0,
+            "acc_bias_mps2": 0.0,
+            "gyr_bias_dps": 0.0,
+            "acc_bias_drift_mps2_per_sqrt_s": 0.0,
+            "gyr_bias_drift_dps_per_sqrt_s": 0.0,
+            "time_jitter_s": 0.0,
+            "clock_drift_ppm": 0.0,
+            "packet_loss": 0.0,
+            "corruption": 0.0,
+            "duplication": 0.0,
+            "reordering": 0.0,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def clock_scale(self) -> float:
+        """Sensor seconds per true second."""
+        return 1.0 + self.clock_drift_ppm * 1e-6
+
+    def to_sensor_clock(self, t_true_s: npt.ArrayLike) -> F8:
+        return self.clock_offset_s + self.clock_scale * np.asarray(t_true_s, dtype=np.float64)
+
+
+def mounting_matrix(mounting: Any) -> F8:
+    """3x3 proper rotation matrix (sensor <- body) from a matrix or a scipy Rotation."""
+    if isinstance(mounting, Rotation):
+        m = mounting.as_matrix()
+    else:
+        m = np.asarray(mounting, dtype=np.float64)
+    if m.shape != (3, 3):
+        raise ValueError(f"mounting must be a 3x3 rotation, got shape {m.shape}")
+    if not np.allclose(m @ m.T, np.eye(3), atol=1e-6) or np.linalg.det(m) < 0:
+        raise ValueError("mounting must be a proper rotation matrix")
+    return np.asarray(m, dtype=np.float64)
+
+
+def random_mounting(rng: np.random.Generator) -> F8:
+    """Uniformly random orientation (any, including upside down): sensor <- body."""
+    return np.asarray(Rotation.random(random_state=rng).as_matrix(), dtype=np.float64)
+
+
+class SensorSamples(NamedTuple):
+    """Quantised sensor output (sensor frame). Unpacks as ``t, acc, gyr``."""
+
+    t_s: F8  # actual sampling instants, sensor clock
+    acc_mps2: F8  # (n, 3)
+    gyr_dps: F8  # (n, 3)
+
+
+@dataclass
+class _Sampled:
+    samples: SensorSamples
+    raw: npt.NDArray[np.int16]  # (n, 6)
+    t_true_s: F8
+    acc_bias_mps2: F8  # (3,) constant part
+    gyr_bias_dps: F8
+
+
+def sample_motion(
+    motion: RunnerMotion,
+    config: SensorConfig,
+    mounting: F8,
+    rng: np.random.Generator,
+) -> _Sampled:
+    """Sample the motion at the sensor's actual sampling instants over ``[0, duration]``."""
+    rate = float(config.sample_rate_hz)
+    scale = config.clock_scale
+    n = int(math.floor(motion.duration_s * scale * rate)) + 1
+    i = np.arange(n, dtype=np.float64)
+    r_time, r_noise, r_bias = rng.spawn(3)
+    jit = np.zeros(n)
+    if config.time_jitter_s > 0:
+        jit = np.clip(r_time.normal(0.0, config.time_jitter_s, n), -0.25 / rate, 0.25 / rate)
+        jit[0] = abs(jit[0])
+    tau = config.clock_offset_s + i / rate + jit
+    t_true = (tau - config.clock_offset_s) / scale
+    keep = t_true <= motion.duration_s
+    tau, t_true = tau[keep], t_true[keep]
+    n = tau.size
+    f_body = np.empty((n, 3))
+    w_body = np.empty((n, 3))
+    for c0 in range(0, n, _EVAL_CHUNK):
+        st = motion.evaluate(t_true[c0 : c0 + _EVAL_CHUNK], position=False)
+        f_body[c0 : c0 + _EVAL_CHUNK] = st.specific_force_body_mps2
+        w_body[c0 : c0 + _EVAL_CHUNK] = np.degrees(st.omega_body_rps)
+    acc = f_body @ mounting.T
+    gyr = w_body @ mounting.T
+    acc_b0 = r_bias.normal(0.0, 1.0, 3) * config.acc_bias_mps2
+    gyr_b0 = r_bias.normal(0.0, 1.0, 3) * config.gyr_bias_dps
+    dt = 1.0 / rate
+    acc = acc + acc_b0
+    gyr = gyr + gyr_b0
+    if config.acc_bias_drift_mps2_per_sqrt_s > 0:
+        step = config.acc_bias_drift_mps2_per_sqrt_s * math.sqrt(dt)
+        acc += np.cumsum(r_bias.normal(0.0, step, (n, 3)), axis=0)
+    if config.gyr_bias_drift_dps_per_sqrt_s > 0:
+        step = config.gyr_bias_drift_dps_per_sqrt_s * math.sqrt(dt)
+        gyr += np.cumsum(r_bias.normal(0.0, step, (n, 3)), axis=0)
+    if config.acc_noise_mps2 > 0:
+        acc += r_noise.normal(0.0, config.acc_noise_mps2, (n, 3))
+    if config.gyr_noise_dps > 0:
+        gyr += r_noise.normal(0.0, config.gyr_noise_dps, (n, 3))
+    acc_fs = config.acc_range_g * STANDARD_GRAVITY_MPS2
+    gyr_fs = float(config.gyr_range_dps)
+    raw = np.empty((n, 6), dtype=np.int16)
+    raw[:, :3] = to_raw(acc, acc_fs)
+    raw[:, 3:] = to_raw(gyr, gyr_fs)
+    samples = SensorSamples(
+        t_s=tau,
+        acc_mps2=raw[:, :3].astype(np.float64) * (acc_fs / 32768.0),
+        gyr_dps=raw[:, 3:].astype(np.float64) * (gyr_fs / 32768.0),
+    )
+    return _Sampled(samples, raw, t_true, acc_b0, gyr_b0)
+
+
+@dataclass
+class LinkStats:
+    """What the link did to the packets (counts of original packets)."""
+
+    packets: int = 0
+    lost: int = 0
+    corrupted: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+
+
+def packetize(
+    sampled: _Sampled, config: SensorConfig, rng: np.random.Generator
+) -> tuple[list[tuple[float, bytes]], LinkStats]:
+    """Wire packets in host arrival order: ``(host_rx_time_s, bytes)``.
+
+    Host time = true time.  A packet leaves after its last sample, arriving ``rx_latency_s``
+    (+ exponential jitter) later; a reordered packet arrives just after its successor; a duplicate
+    arrives again a little later; a lost packet never arrives; a corrupted one has 1-3 random
+    bytes flipped.
+    """
+    spp = config.samples_per_packet
+    n = sampled.raw.shape[0]
+    starts = np.arange(0, n, spp)
+    n_pk = starts.size
+    t0_us = np.round(sampled.samples.t_s[starts] * 1e6).astype(np.int64) & 0xFFFFFFFF
+    last = np.minimum(starts + spp, n) - 1
+    interval = spp / config.sample_rate_hz
+    r_lat, r_loss, r_cor, r_dup, r_ord = rng.spawn(5)
+    rx = sampled.t_true_s[last] + config.rx_latency_s + r_lat.exponential(0.005, n_pk)
+    lost = r_loss.random(n_pk) < config.packet_loss
+    corrupt = r_cor.random(n_pk) < config.corruption
+    dup = r_dup.random(n_pk) < config.duplication
+    reorder = r_ord.random(n_pk) < config.reordering
+    reorder[-1] = False
+    rx = np.where(reorder, rx + interval + 0.002, rx)
+    stats = LinkStats(
+        packets=n_pk,
+        lost=int(lost.sum()),
+        corrupted=int((corrupt & ~lost).sum()),
+        duplicated=int((dup & ~lost).sum()),
+        reordered=int((reorder & ~lost).sum()),
+    )
+    out: list[tuple[float, bytes]] = []
+    raw = sampled.raw
+    rate = config.sample_rate_hz
+    for k in np.flatnonzero(~lost).tolist():
+        s0 = int(starts[k])
+        pkt = encode_data_packet(
+            k & 0xFFFF,
+            int(t0_us[k]),
+            rate,
+            config.acc_range_g,
+            config.gyr_range_dps,
+            raw[s0 : s0 + spp],
+        )
+        if corrupt[k]:
+            buf = bytearray(pkt)
+            nflip = int(r_cor.integers(1, 4))
+            for pos in r_cor.choice(len(buf), size=nflip, replace=False).tolist():
+                buf[pos] ^= int(r_cor.integers(1, 256))
+            pkt = bytes(buf)
+        out.append((float(rx[k]), pkt))
+        if dup[k]:
+            out.append((float(rx[k] + 0.001 + r_dup.exponential(0.01)), pkt))
+    out.sort(key=lambda item: item[0])
+    return out, stats

@@ -1,0 +1,82 @@
+"""Any chunking of the input (incl. size-1 and empty chunks) gives exactly the offline result."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from dsp_synth import synth_run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from dsp.analyzer import AnalyzerOutput, GaitAnalyzer, analyze
+
+_S = synth_run(duration_s=12.0, fs=100.0, seed=3)
+# jitter + a gap + a dropout so the resampler's paths are exercised
+_rng = np.random.default_rng(5)
+_T = _S.t + 0.002 * _rng.standard_normal(_S.t.size)
+_T = np.sort(_T)
+_KEEP = np.ones(_T.size, dtype=bool)
+_KEEP[600:640] = False  # 0.4 s gap
+_T, _ACC, _GYR = _T[_KEEP], _S.acc[_KEEP], _S.gyr[_KEEP]
+
+
+def _concat(outs: list[AnalyzerOutput]) -> tuple[NDArray[np.void], NDArray[np.void]]:
+    return np.concatenate([o.events for o in outs]), np.concatenate([o.steps for o in outs])
+
+
+def _assert_same(a: tuple[NDArray[np.void], NDArray[np.void]], b: AnalyzerOutput) -> None:
+    ev, steps = a
+    assert ev.shape == b.events.shape
+    assert steps.shape == b.steps.shape
+    np.testing.assert_array_equal(ev["kind"], b.events["kind"])
+    np.testing.assert_array_equal(ev["side"], b.events["side"])
+    np.testing.assert_allclose(ev["time_s"], b.events["time_s"], rtol=0, atol=1e-12)
+    for name in steps.dtype.names or ():
+        np.testing.assert_allclose(steps[name], b.steps[name], rtol=0, atol=1e-12, equal_nan=True)
+
+
+_OFF_GYRO = analyze(_T, _ACC, _GYR, sample_rate_hz=100.0)
+_OFF_ACC = analyze(_T, _ACC, None)
+
+
+def test_offline_finds_steps() -> None:
+    assert len(_OFF_GYRO.steps) > 15
+    assert len(_OFF_ACC.steps) > 15
+
+
+def _run_chunks(cuts: list[int], has_gyro: bool, fs: float | None) -> list[AnalyzerOutput]:
+    an = GaitAnalyzer(has_gyro=has_gyro, sample_rate_hz=fs)
+    outs = []
+    bounds = [0, *sorted(cuts), _T.size]
+    for a, b in itertools.pairwise(bounds):
+        outs.append(an.push(_T[a:b], _ACC[a:b], _GYR[a:b] if has_gyro else None))
+    outs.append(an.flush())
+    return outs
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=0, max_value=_T.size), min_size=0, max_size=40))
+def test_any_chunking_equals_offline_gyro(cuts: list[int]) -> None:
+    _assert_same(_concat(_run_chunks(cuts, True, 100.0)), _OFF_GYRO)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=0, max_value=_T.size), min_size=0, max_size=40))
+def test_any_chunking_equals_offline_acc_only_rate_estimated(cuts: list[int]) -> None:
+    _assert_same(_concat(_run_chunks(cuts, False, None)), _OFF_ACC)
+
+
+def test_size_one_chunks() -> None:
+    cuts = list(range(700)) + list(range(700, _T.size, 37))
+    _assert_same(_concat(_run_chunks(cuts, True, 100.0)), _OFF_GYRO)
+
+
+def test_state_roundtrip() -> None:
+    an = GaitAnalyzer(has_gyro=True, sample_rate_hz=100.0)
+    outs = [an.push(_T[:500], _ACC[:500], _GYR[:500])]
+    an2 = GaitAnalyzer.from_state(an.state, has_gyro=True)
+    outs.append(an2.push(_T[500:], _ACC[500:], _GYR[500:]))
+    outs.append(an2.flush())
+    _assert_same(_concat(outs), _OFF_GYRO)

@@ -1,0 +1,150 @@
+"""Bridge protocol framing and validation, reorder window, partitioning (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from firmware_interface.protocol import encode_data_packet
+from imu.bridge_protocol import (
+    MAX_RAW_PAYLOAD_BYTES,
+    BridgeFormatError,
+    Status,
+    decode_raw_batch,
+    decode_status,
+    encode_raw_batch,
+    encode_status,
+    parse_topic,
+    topic,
+)
+from imu.server import ReorderBuffer, partition_of
+
+
+def _pkt(seq: int) -> bytes:
+    return encode_data_packet(seq, seq * 50_000, 200, 16, 2000, np.zeros((10, 6), np.int16))
+
+
+def test_raw_batch_round_trip() -> None:
+    pkts = [(1_700_000_000_000_000 + i, _pkt(i)) for i in range(5)]
+    payload = encode_raw_batch(7, pkts)
+    assert len(payload) == 8 + 5 * (10 + len(pkts[0][1]))
+    batch = decode_raw_batch(payload)
+    assert batch.batch_seq == 7
+    assert batch.rx_time_us == [t for t, _ in pkts]
+    assert batch.packets == [p for _, p in pkts]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda p: p[:5], "truncated"),
+        (lambda p: p[:-1], "truncated"),
+        (lambda p: p + b"\0", "trailing_bytes"),
+        (lambda p: b"\x02" + p[1:], "bad_version"),
+        (lambda p: p[:1] + b"\x01" + p[2:], "bad_flags"),
+        (lambda p: p[:2] + struct.pack("<H", 0) + p[4:], "bad_count"),
+        (lambda p: p[:16] + struct.pack("<H", 0) + p[18:], "bad_packet_length"),
+        (lambda p: p[:16] + struct.pack("<H", 245) + p[18:], "bad_packet_length"),
+        (lambda p: b"\x01" * (MAX_RAW_PAYLOAD_BYTES + 1), "too_large"),
+        (lambda p: b"", "truncated"),
+    ],
+)
+def test_raw_batch_rejects(mutate: object, reason: str) -> None:
+    payload = encode_raw_batch(0, [(1, _pkt(0)), (2, _pkt(1))])
+    with pytest.raises(BridgeFormatError) as exc:
+        decode_raw_batch(mutate(payload))  # type: ignore[operator]
+    assert exc.value.reason == reason
+
+
+def test_status_round_trip_and_strictness() -> None:
+    st = Status(
+        type="start", start_utc_s=1.7e9, battery_pct=50, ble="connected", device={"name": "x"}
+    )
+    assert decode_status(encode_status(st)) == Status(
+        type="start", start_utc_s=1.7e9, battery_pct=50.0, ble="connected", device={"name": "x"}
+    )
+    ok = {"v": 1, "type": "info", "x_vendor": [1, 2]}
+    assert decode_status(json.dumps(ok).encode()).type == "info"
+    bad = [
+        b"not json",
+        b"[1]",
+        b'{"type":"start"}',
+        b'{"v":2,"type":"start"}',
+        b'{"v":1,"type":"pause"}',
+        b'{"v":1,"type":"start","battery_pct":101}',
+        b'{"v":1,"type":"start","battery_pct":true}',
+        b'{"v":1,"type":"start","surprise":1}',
+        b'{"v":1,"type":"start","ble":"maybe"}',
+        b'{"v":1,"type":"start","time_utc_s":NaN}',
+        b'{"v":1,"type":"start","device":{"name":5}}',
+        b'{"v":1,"type":"start","app":"' + b"a" * 9000 + b'"}',
+    ]
+    for payload in bad:
+        with pytest.raises(BridgeFormatError):
+            decode_status(payload)
+
+
+def test_topics() -> None:
+    assert topic("alice", "s-1", "raw") == "imu/alice/s-1/raw"
+    parts = parse_topic("imu/alice/s-1/status")
+    assert (parts.runner, parts.session, parts.kind) == ("alice", "s-1", "status")
+    for bad in [
+        "imu/alice/raw",
+        "imu/alice/s/x",
+        "imu/_server/s/raw",
+        "imu/a b/s/raw",
+        "x/a/s/raw",
+        "imu/a/s/raw/x",
+    ]:
+        with pytest.raises(BridgeFormatError):
+            parse_topic(bad)
+    with pytest.raises(BridgeFormatError):
+        topic("a/b", "s", "raw")
+
+
+def test_reorder_buffer_restores_order_and_drops_duplicates() -> None:
+    pk = {i: _pkt(i) for i in range(65530, 65536)} | {i: _pkt(i) for i in range(10)}
+    seqs = [65530, 65532, 65531, 65533, 65533, 65535, 65534, 0, 2, 1, 3, 1, 4]
+    buf = ReorderBuffer(window=4, hold_s=1.0)
+    out: list[bytes] = []
+    for s in seqs:
+        out += buf.push([pk[s]], now_s=0.0)
+    out += buf.flush()
+    want = [65530, 65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3, 4]
+    assert out == [pk[s] for s in want]
+    assert buf.duplicates == 2
+    assert buf.late == 0
+
+
+def test_reorder_buffer_skips_gap_after_window_or_hold() -> None:
+    buf = ReorderBuffer(window=2, hold_s=0.5)
+    out = buf.push([_pkt(0), _pkt(2), _pkt(3)], now_s=0.0)
+    assert out == [_pkt(0)]  # 1 missing; 2 packets held
+    out = buf.push([_pkt(4)], now_s=0.1)  # 3 held > window: skip the gap
+    assert out == [_pkt(2), _pkt(3), _pkt(4)]
+    assert buf.skipped == 1
+    out = buf.push([_pkt(1)], now_s=0.2)  # too late: passed on for the decoder to count
+    assert out == [_pkt(1)]
+    assert buf.late == 1
+    out = buf.push([_pkt(6)], now_s=0.3)
+    assert out == []
+    assert buf.expire(0.5) == []
+    assert buf.expire(0.9) == [_pkt(6)]
+
+
+def test_reorder_passes_corrupt_packets_through() -> None:
+    bad = bytearray(_pkt(5))
+    bad[-1] ^= 0xFF
+    buf = ReorderBuffer(window=8, hold_s=1.0)
+    assert buf.push([_pkt(0), bytes(bad), b"\x01"], now_s=0) == [_pkt(0), bytes(bad), b"\x01"]
+
+
+def test_partition_is_stable() -> None:
+    assert partition_of("alice", 1) == 0
+    assert [partition_of(f"r{i}", 2) for i in range(6)] == [
+        partition_of(f"r{i}", 2) for i in range(6)
+    ]
+    assert {partition_of(f"r{i}", 4) for i in range(40)} == {0, 1, 2, 3}
