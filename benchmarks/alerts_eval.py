@@ -223,13 +223,20 @@ def dsp_check(seed: int = 5) -> tuple[bool, str]:
     if len(meas) < 100 or len(tr) < 100:
         return False, f"only {len(meas)} steps"
     j = np.clip(np.searchsorted(tr["time_s"], meas["time_s"]), 1, len(tr) - 1)
-    j = np.where(np.abs(tr["time_s"][j] - meas["time_s"]) < np.abs(tr["time_s"][j - 1] - meas["time_s"]), j, j - 1)
+    j = np.where(
+        np.abs(tr["time_s"][j] - meas["time_s"]) < np.abs(tr["time_s"][j - 1] - meas["time_s"]),
+        j,
+        j - 1,
+    )
     m = (np.abs(tr["time_s"][j] - meas["time_s"]) < 0.08) & (meas["activity"] == Activity.RUNNING)
     side_ok = float(np.mean(meas["side"][m] == tr["side"][j][m])) if m.any() else 0.0
     err = np.abs(meas["pelvic_drop_deg"][m] - tr["pelvic_drop_deg"][j][m])
     drop_err = float(np.nanmedian(err)) if np.isfinite(err).any() else math.inf
     ok = side_ok >= 0.9 and drop_err < 1.5
-    return ok, f"side labels {100 * side_ok:.0f} % right, pelvic drop median |error| {drop_err:.2f} deg"
+    return (
+        ok,
+        f"side labels {100 * side_ok:.0f} % right, pelvic drop median |error| {drop_err:.2f} deg",
+    )
 
 
 def get_steps(

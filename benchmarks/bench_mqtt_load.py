@@ -370,8 +370,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="sending phase per N (bounded run)")
     ap.add_argument("--batch", type=float, default=0.5, help="seconds of packets per raw message")
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
-    ap.add_argument("--stagger", type=float, default=10.0, help="session starts spread over this many seconds")
-    ap.add_argument("--warmup", type=float, default=13.0, help="seconds after the first start not measured (>= stagger)")
+    ap.add_argument(
+        "--stagger", type=float, default=10.0, help="session starts spread over this many seconds"
+    )
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=13.0,
+        help="seconds after the first start not measured (>= stagger)",
+    )
     ap.add_argument("--steps-qos", type=int, default=1, choices=(0, 1))
     ap.add_argument(
         "--store",

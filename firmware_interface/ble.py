@@ -89,6 +89,7 @@ __all__ = [
     "SensorLink",
     "ServiceNotFoundError",
     "StreamConfig",
+    "VendorLink",
     "find_sensor",
     "max_samples_for_mtu",
 ]
@@ -123,7 +124,9 @@ class ConnectionLostError(BleError):
         self.address = address
         self.attempts = attempts
         self.reason = reason
-        super().__init__(f"lost connection to {address} after {attempts} reconnect attempts: {reason}")
+        super().__init__(
+            f"lost connection to {address} after {attempts} reconnect attempts: {reason}"
+        )
 
 
 class ServiceNotFoundError(BleError):
@@ -283,7 +286,9 @@ class LinkStats:
 
 
 # --- scanning ------------------------------------------------------------------------------------
-def _matcher(identifier: str | None, service_uuid: str) -> Callable[[BLEDevice, AdvertisementData], bool]:
+def _matcher(
+    identifier: str | None, service_uuid: str
+) -> Callable[[BLEDevice, AdvertisementData], bool]:
     ident = identifier.lower() if identifier else None
 
     def match(device: BLEDevice, ad: AdvertisementData) -> bool:
@@ -413,16 +418,22 @@ class SensorLink:
         try:
             if self.device is None:
                 self.device = await find_sensor(
-                    self.address, timeout_s=self.reconnect_policy.connect_timeout_s, scanner_backend=self._scanner_backend
+                    self.address,
+                    timeout_s=self.reconnect_policy.connect_timeout_s,
+                    scanner_backend=self._scanner_backend,
                 )
             await self._connect_and_start(first=True)
         except BaseException:
             await self._teardown_client()
             self._entered = False
             raise
-        self._supervisor = asyncio.create_task(self._supervise(), name=f"imu[{self.address}].supervise")
+        self._supervisor = asyncio.create_task(
+            self._supervise(), name=f"imu[{self.address}].supervise"
+        )
         if self.time_sync_interval_s > 0:
-            self._syncer = asyncio.create_task(self._periodic_sync(), name=f"imu[{self.address}].time_sync")
+            self._syncer = asyncio.create_task(
+                self._periodic_sync(), name=f"imu[{self.address}].time_sync"
+            )
         return self
 
     async def __aexit__(
@@ -445,14 +456,19 @@ class SensorLink:
         client = self._client
         if client is not None and client.is_connected:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.write_gatt_char(CONTROL_CHAR_UUID, encode_stop_stream(), response=True), 1.0)
+                await asyncio.wait_for(
+                    client.write_gatt_char(CONTROL_CHAR_UUID, encode_stop_stream(), response=True),
+                    1.0,
+                )
         await self._teardown_client()
         if self._entered:
             self._emit("closed", {})
         self._entered = False
 
     # --- data out ------------------------------------------------------------------------------
-    async def batches(self, max_batch: int = 512, max_wait_s: float = 0.1) -> AsyncIterator[list[Received]]:
+    async def batches(
+        self, max_batch: int = 512, max_wait_s: float = 0.1
+    ) -> AsyncIterator[list[Received]]:
         """Yield the received data packets in arrival order, in batches.
 
         A batch holds what is queued (at most ``max_batch``), waiting at most ``max_wait_s`` for
@@ -486,7 +502,11 @@ class SensorLink:
         out: list[Received] = []
         for item in batch:
             data = item.data
-            if len(data) < HEADER_BYTES or data[0] != PROTOCOL_VERSION or data[1] != PacketType.IMU_DATA:
+            if (
+                len(data) < HEADER_BYTES
+                or data[0] != PROTOCOL_VERSION
+                or data[1] != PacketType.IMU_DATA
+            ):
                 out.append(item)  # not ours to judge: the decoder counts it
                 continue
             _v, _t, seq, t0_us, rate, _a, _g, n = _HDR.unpack_from(data)
@@ -509,7 +529,8 @@ class SensorLink:
         return out
 
     def _record_gap(self, t0_s: float, rate: int, rx_s: float) -> None:
-        assert self._pending_gap is not None and self._last_end_s is not None
+        assert self._pending_gap is not None
+        assert self._last_end_s is not None
         gap_s = max(0.0, t0_s - self._last_end_s)
         data = dict(self._pending_gap)
         data.update(
@@ -614,11 +635,15 @@ class SensorLink:
                 self.reconnect_policy.connect_timeout_s + 5.0,
             )
         except TimeoutError as exc:
-            raise DeviceNotFoundError(self.address, self.reconnect_policy.connect_timeout_s) from exc
+            raise DeviceNotFoundError(
+                self.address, self.reconnect_policy.connect_timeout_s
+            ) from exc
         except BleakError as exc:
             name = type(exc).__name__
             if "NotFound" in name:
-                raise DeviceNotFoundError(self.address, self.reconnect_policy.connect_timeout_s) from exc
+                raise DeviceNotFoundError(
+                    self.address, self.reconnect_policy.connect_timeout_s
+                ) from exc
             raise BleError(f"connect to {self.address} failed: {exc}") from exc
         return client
 
@@ -642,7 +667,11 @@ class SensorLink:
             await client.start_notify(DATA_CHAR_UUID, self._on_data)
         except BleakError as exc:
             if "not found" in str(exc).lower():
-                missing = CONTROL_CHAR_UUID if client.services.get_characteristic(CONTROL_CHAR_UUID) is None else DATA_CHAR_UUID
+                missing = (
+                    CONTROL_CHAR_UUID
+                    if client.services.get_characteristic(CONTROL_CHAR_UUID) is None
+                    else DATA_CHAR_UUID
+                )
                 raise ServiceNotFoundError(self.address, missing) from exc
             raise BleError(f"subscribe failed on {self.address}: {exc}") from exc
         self.info = decode_device_info(await self.command(encode_device_info_request()))
@@ -676,15 +705,23 @@ class SensorLink:
         fit = max_samples_for_mtu(mtu)
         if cfg.samples_per_packet is not None:
             if cfg.samples_per_packet > fit:
-                raise MtuTooSmallError(mtu, packet_bytes(cfg.samples_per_packet), cfg.samples_per_packet)
+                raise MtuTooSmallError(
+                    mtu, packet_bytes(cfg.samples_per_packet), cfg.samples_per_packet
+                )
             candidates = [cfg.samples_per_packet]
         else:
             if fit == 0:
                 raise MtuTooSmallError(mtu, packet_bytes(1), 1)
             candidates = list(range(fit, 0, -1))
-        if self.info is not None and self.info.supported_rates_hz and cfg.sample_rate_hz not in self.info.supported_rates_hz:
+        if (
+            self.info is not None
+            and self.info.supported_rates_hz
+            and cfg.sample_rate_hz not in self.info.supported_rates_hz
+        ):
             raise CommandRejectedError(
-                "SET_CONFIG", Status.BAD_VALUE, f"{cfg.sample_rate_hz} Hz not in {self.info.supported_rates_hz}"
+                "SET_CONFIG",
+                Status.BAD_VALUE,
+                f"{cfg.sample_rate_hz} Hz not in {self.info.supported_rates_hz}",
             )
         last: CommandRejectedError | None = None
         for spp in candidates:
@@ -700,7 +737,9 @@ class SensorLink:
             return spp
         assert last is not None
         raise CommandRejectedError(
-            "SET_CONFIG", last.status, f"refused every samples_per_packet from {candidates[0]} down to {candidates[-1]}"
+            "SET_CONFIG",
+            last.status,
+            f"refused every samples_per_packet from {candidates[0]} down to {candidates[-1]}",
         )
 
     async def _teardown_client(self) -> None:
@@ -728,7 +767,9 @@ class SensorLink:
             policy = self.reconnect_policy
             while not self._closed.is_set():
                 if policy.max_attempts is not None and attempt >= policy.max_attempts:
-                    self._failure = ConnectionLostError(self.address, attempt, "reconnect attempts exhausted")
+                    self._failure = ConnectionLostError(
+                        self.address, attempt, "reconnect attempts exhausted"
+                    )
                     self._closed.set()
                     return
                 delay = policy.delay_s(attempt)
@@ -739,7 +780,9 @@ class SensorLink:
                     await self._connect_and_start(first=False)
                 except (BleError, TimeoutError, OSError) as exc:
                     log.info("reconnect attempt %d to %s failed: %s", attempt, self.address, exc)
-                    if isinstance(exc, (CommandRejectedError, MtuTooSmallError, ServiceNotFoundError)):
+                    if isinstance(
+                        exc, (CommandRejectedError, MtuTooSmallError, ServiceNotFoundError)
+                    ):
                         self._failure = ConnectionLostError(self.address, attempt, str(exc))
                         self._closed.set()
                         return
@@ -787,3 +830,121 @@ def _command_name(request: bytes) -> str:
         return Command(request[0]).name
     except (ValueError, IndexError):
         return f"command 0x{request[0]:02x}" if request else "empty command"
+
+
+class VendorLink:
+    """Notification stream from a third-party sensor (e.g. Movesense GSP) over bleak.
+
+    Connects (``bleak-retry-connector``), subscribes to ``notify_uuid`` (the callback only stamps
+    and enqueues, bounded queue, ``drop_oldest``), then writes ``start_commands`` to
+    ``write_uuid``; :meth:`notifications` yields :class:`Received` batches. The vendor protocol is
+    decoded by the caller (``firmware_interface.vendors``). No automatic reconnect (yet).
+    """
+
+    def __init__(
+        self,
+        device: BLEDevice,
+        *,
+        notify_uuid: str,
+        write_uuid: str,
+        start_commands: tuple[bytes, ...] = (),
+        stop_commands: tuple[bytes, ...] = (),
+        queue_size: int = 4096,
+        connect_timeout_s: float = 20.0,
+        client_backend: type[BaseBleakClient] | None = None,
+    ) -> None:
+        self.device = device
+        self.notify_uuid = notify_uuid
+        self.write_uuid = write_uuid
+        self.start_commands = start_commands
+        self.stop_commands = stop_commands
+        self.connect_timeout_s = connect_timeout_s
+        self.queue_drops = 0
+        self.mtu = 0
+        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=queue_size)
+        self._client: BleakClient | None = None
+        self._backend = client_backend
+        self._lost = asyncio.Event()
+
+    async def __aenter__(self) -> VendorLink:
+        from bleak_retry_connector import establish_connection
+
+        kwargs: dict[str, Any] = {"backend": self._backend} if self._backend is not None else {}
+        try:
+            self._client = await asyncio.wait_for(
+                establish_connection(
+                    BleakClient,
+                    self.device,
+                    self.device.name or self.device.address,
+                    disconnected_callback=lambda _c: self._lost.set(),
+                    max_attempts=2,
+                    **kwargs,
+                ),
+                self.connect_timeout_s + 5.0,
+            )
+            self.mtu = await _negotiated_mtu(self._client)
+            await self._client.start_notify(self.notify_uuid, self._on_data)
+            for cmd in self.start_commands:
+                await self._client.write_gatt_char(self.write_uuid, cmd, response=True)
+        except TimeoutError as exc:
+            await self.__aexit__(None, None, None)
+            raise DeviceNotFoundError(self.device.address, self.connect_timeout_s) from exc
+        except BleakError as exc:
+            await self.__aexit__(None, None, None)
+            raise BleError(f"{self.device.address}: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            for cmd in self.stop_commands:
+                await asyncio.wait_for(
+                    client.write_gatt_char(self.write_uuid, cmd, response=True), 1.0
+                )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), 5.0)
+
+    def _on_data(self, _char: Any, data: bytearray) -> None:
+        item = Received(time.time(), bytes(data))
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.queue_drops += 1
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+            self._queue.put_nowait(item)
+
+    async def write(self, data: bytes) -> None:
+        """Write a command to ``write_uuid``."""
+        if self._client is None:
+            raise BleError(f"{self.device.address}: not connected")
+        try:
+            await self._client.write_gatt_char(self.write_uuid, data, response=True)
+        except BleakError as exc:
+            raise BleError(f"{self.device.address}: write failed: {exc}") from exc
+
+    async def notifications(self, max_wait_s: float = 0.1) -> AsyncIterator[list[Received]]:
+        """Batches of notifications in arrival order; raises :class:`ConnectionLostError` on a drop."""
+        while True:
+            if self._lost.is_set() and self._queue.empty():
+                raise ConnectionLostError(
+                    self.device.address, 0, "link lost (no reconnect for vendor sensors)"
+                )
+            try:
+                first = await asyncio.wait_for(self._queue.get(), max_wait_s)
+            except TimeoutError:
+                continue
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            yield batch

@@ -179,7 +179,9 @@ class ClockSync:
 
     def add_packets(self, sensor_s: npt.ArrayLike, host_rx_s: npt.ArrayLike) -> None:
         """Vectorised :meth:`add_packet`."""
-        for s, h in zip(np.asarray(sensor_s, float).tolist(), np.asarray(host_rx_s, float).tolist(), strict=True):
+        for s, h in zip(
+            np.asarray(sensor_s, float).tolist(), np.asarray(host_rx_s, float).tolist(), strict=True
+        ):
             self.add_packet(s, h)
 
     def add_round_trip(self, rt: RoundTrip) -> None:
@@ -256,7 +258,10 @@ class ClockSync:
             rts_sorted = sorted(rts, key=lambda r: r.rtt_s)
             fast = rts_sorted[: max(1, (len(rts_sorted) + 3) // 4)]
             env = np.array(
-                [self._ref_d + a + b * (r.sensor_s - self._ref_s) + r.sensor_s - r.midpoint_s for r in fast]
+                [
+                    self._ref_d + a + b * (r.sensor_s - self._ref_s) + r.sensor_s - r.midpoint_s
+                    for r in fast
+                ]
             )
             latency = float(np.median(env))
         # utc(s) = s + ref_d + a + b (s - ref) - latency
@@ -281,7 +286,9 @@ class ClockSync:
         else:
             best = int(np.argmin(rtt))
             a, b = float(ys[best]), 0.0
-        return ClockEstimate(self._ref_s, self._ref_d + float(a), float(b) * 1e6, 0.0, 0, len(rts), 0.0)
+        return ClockEstimate(
+            self._ref_s, self._ref_d + float(a), float(b) * 1e6, 0.0, 0, len(rts), 0.0
+        )
 
 
 def _hull_line(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[float, float]:

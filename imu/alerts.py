@@ -93,6 +93,9 @@ class AlertConfig:
     transition_s: float = 10.0
     max_step_gap_s: float = 1.2
     pace_window_steps: int = 8
+    #: contact time and VO are judged only while the step time is within the baseline window's
+    #: 5-95 % range widened by this much (their pace models are not extrapolated further)
+    pace_gate_pct: float = 5.0
     # smoothing and noise guard
     ewma_tau_s: float = 30.0
     noise_z: float = 4.0
@@ -297,6 +300,7 @@ class AlertEngine:
         self._family_cooldown: dict[str, float] = {}
         self._last_new_alert_t = -math.inf
         self._detect_start_t = math.nan
+        self._pace_gate = (0.0, math.inf)
         self._make_absolute_channels()
 
     # --- public -----------------------------------------------------------------------------
@@ -399,6 +403,9 @@ class AlertEngine:
             for j, col in enumerate(_COLS):
                 steps[i][col] = s.values[j]
         pace = np.array([p for _, p in self._win])
+        g = self.config.pace_gate_pct / 100.0
+        lo, hi = np.percentile(pace, [5.0, 95.0])
+        self._pace_gate = (float(lo) * (1.0 - g), float(hi) * (1.0 + g))
         self.baseline = fit_baseline(
             steps, pace, runner=self.runner, session=self.session, prior=self.prior
         )
@@ -497,7 +504,9 @@ class AlertEngine:
             w, cr, off = thr(
                 c.pelvic_drop_asymmetry_warn_deg, c.pelvic_drop_asymmetry_critical_deg, sd_
             )
-            self._add("drop_asym", CODE_DROP_ASYM, METRIC_DROP_ASYM, "", "pelvic_drop", w, cr, off, 2)
+            self._add(
+                "drop_asym", CODE_DROP_ASYM, METRIC_DROP_ASYM, "", "pelvic_drop", w, cr, off, 2
+            )
         m = b.model("contact_time_s")
         if m is not None and m.intercept > 0:
             w, cr, off = thr(
@@ -633,15 +642,20 @@ class AlertEngine:
                 d = val - base
                 longer: SideName = "left" if d > 0 else "right"
                 readings["balance"] = _Reading(abs(d), val, base, d, longer)
-        pred, r = resid("contact_time_s", "", pace)
-        if math.isfinite(r):
-            readings["contact"] = _Reading(r, pred + r, pred, r, "")
-        pred, r = resid("vertical_oscillation_m", "", pace)
-        if math.isfinite(r):
-            readings["vo"] = _Reading(r, pred + r, pred, r, "")
+        # contact time and bounce depend strongly on speed: judged only near the baseline's paces
+        # (no extrapolation of the pace model to recovery jogs or sprints)
+        if self._pace_gate[0] <= pace <= self._pace_gate[1]:
+            pred, r = resid("contact_time_s", "", pace)
+            if math.isfinite(r):
+                readings["contact"] = _Reading(r, pred + r, pred, r, "")
+            pred, r = resid("vertical_oscillation_m", "", pace)
+            if math.isfinite(r):
+                readings["vo"] = _Reading(r, pred + r, pred, r, "")
         if "cadence" in self._channels:
             lim = clip * b.cadence_sd_spm if clip > 0 and b.cadence_sd_spm > 0 else math.inf
-            x = self._ewma("r:cadence", min(max(v[_I["cadence_spm"]] - b.cadence_spm, -lim), lim), pace)
+            x = self._ewma(
+                "r:cadence", min(max(v[_I["cadence_spm"]] - b.cadence_spm, -lim), lim), pace
+            )
             if math.isfinite(x):
                 readings["cadence"] = _Reading(-x, b.cadence_spm + x, b.cadence_spm, x, "")
 

@@ -60,7 +60,9 @@ PRIOR_ELASTICITY: Mapping[str, float] = {"contact_time_s": 2.4}
 
 def prior_slope(metric: str, ref_step_time_s: float, contact_time_s: float) -> float:
     """Population prior of d(metric)/d(step time) at a runner's step and contact time."""
-    if not (math.isfinite(ref_step_time_s) and ref_step_time_s > 0 and math.isfinite(contact_time_s)):
+    if not (
+        math.isfinite(ref_step_time_s) and ref_step_time_s > 0 and math.isfinite(contact_time_s)
+    ):
         return 0.0
     ct_slope = PRIOR_ELASTICITY["contact_time_s"] * contact_time_s / ref_step_time_s
     if metric == "contact_time_s":

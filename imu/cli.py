@@ -54,12 +54,102 @@ def _clean_errors() -> Iterator[None]:
         raise _CliError(f"{where}{exc.strerror or exc}") from None
 
 
-def _open_store(store: str | None, no_store: bool) -> Sink | None:
-    if no_store:
-        return None
+STORE_HELP = "SQLite file of the embedded store (default: $IMU_HOME/imu.db)."
+
+
+def store_options(f: Any) -> Any:
+    """Options choosing where results go: the embedded store (default) or InfluxDB.
+
+    InfluxDB secrets (token, password) come only from the environment or the config file,
+    never from flags (they would show in the process list and shell history).
+    """
+    options = [
+        click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP),
+        click.option("--no-store", is_flag=True, help="Do not write to any store."),
+        click.option(
+            "--influx",
+            "influx_url",
+            metavar="URL",
+            help="Write to InfluxDB at URL instead of the embedded store (env IMU_INFLUX_URL).",
+        ),
+        click.option(
+            "--influx-bucket",
+            help="InfluxDB 2.x/3.x bucket: selects the v2 API (env IMU_INFLUX_BUCKET; token from IMU_INFLUX_TOKEN).",
+        ),
+        click.option("--influx-org", help="InfluxDB 2.x organisation (env IMU_INFLUX_ORG)."),
+        click.option(
+            "--influx-db", help="InfluxDB 1.x database: selects the v1 API (env IMU_INFLUX_DB)."
+        ),
+        click.option(
+            "--influx-user",
+            help="InfluxDB 1.x user (env IMU_INFLUX_USER; password from IMU_INFLUX_PASSWORD).",
+        ),
+        click.option(
+            "--influx-config",
+            type=click.Path(dir_okay=False, exists=True),
+            help="TOML file with an [influx] table (url, bucket, org, token, database, username, password).",
+        ),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _influx_config(opts: dict[str, Any]) -> Any:
+    from storage.config import InfluxConfig
+
+    cli_values = {
+        "url": opts.get("influx_url"),
+        "bucket": opts.get("influx_bucket"),
+        "org": opts.get("influx_org"),
+        "database": opts.get("influx_db"),
+        "username": opts.get("influx_user"),
+    }
+    return InfluxConfig.from_sources(cli=cli_values, file=opts.get("influx_config"))
+
+
+@contextmanager
+def _sink(opts: dict[str, Any]) -> Iterator[Sink | None]:
+    """The configured sink for one command; closed (drained) at the end."""
+    if opts.get("no_store"):
+        yield None
+        return
+    config = _influx_config(opts)
+    if config is not None:
+        from storage.influx import InfluxSink
+
+        influx = InfluxSink(config)
+        try:
+            yield influx
+        finally:
+            left = influx.drain_and_close(timeout_s=30.0)
+            if left:
+                click.echo(
+                    f"imu: warning: InfluxDB unreachable; {left} points kept in the spool, sent on the next run",
+                    err=True,
+                )
+        return
     from storage.embedded import EmbeddedStore
 
-    return EmbeddedStore(store) if store else EmbeddedStore()
+    store = EmbeddedStore(opts["store"]) if opts.get("store") else EmbeddedStore()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _store_opts(**kw: Any) -> dict[str, Any]:
+    keys = (
+        "store",
+        "no_store",
+        "influx_url",
+        "influx_bucket",
+        "influx_org",
+        "influx_db",
+        "influx_user",
+        "influx_config",
+    )
+    return {k: kw.get(k) for k in keys}
 
 
 def _progress(transient: bool = True) -> Progress:
@@ -170,12 +260,7 @@ def cli() -> None:
     show_default=True,
     help="Sensor sample rate in Hz.",
 )
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
-)
-@click.option("--no-store", is_flag=True, help="Do not write to any store.")
+@store_options
 def simulate(
     minutes: float,
     seed: int,
@@ -183,15 +268,14 @@ def simulate(
     out_dir: str | None,
     runner: str,
     rate_hz: int,
-    store: str | None,
-    no_store: bool,
+    **store_kw: Any,
 ) -> None:
     """Simulate a run (standing, walking, running with fatigue) and analyse it live.
 
     The simulated sensor sits at the sacrum in a random orientation and streams wire
     packets (with noise, loss and corruption) through the same pipeline as a real sensor.
     """
-    with _clean_errors():
+    with _clean_errors(), _sink(_store_opts(**store_kw)) as sink:
         from imu.sessions import simulate_session
 
         res = simulate_session(
@@ -200,7 +284,7 @@ def simulate(
             runner=runner,
             rate_hz=rate_hz,
             record_path=record_path,
-            sink=_open_store(store, no_store),
+            sink=sink,
             out_dir=out_dir,
             progress=_progress(),
         )
@@ -221,26 +305,21 @@ def simulate(
     is_flag=True,
     help="Pace the packets as they were recorded instead of as fast as possible.",
 )
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
-)
-@click.option("--no-store", is_flag=True, help="Do not write to any store.")
-def replay(recording: str, out_dir: str, realtime: bool, store: str | None, no_store: bool) -> None:
+@store_options
+def replay(recording: str, out_dir: str, realtime: bool, **store_kw: Any) -> None:
     """Process a recording (.rec) exactly as it was processed live.
 
     The same recording always gives byte-identical result files. A recording cut off
     mid-write is processed up to its last complete record, with a warning.
     """
-    with _clean_errors():
+    with _clean_errors(), _sink(_store_opts(**store_kw)) as sink:
         from imu.sessions import replay_session
 
         res = replay_session(
             recording,
             out_dir=out_dir,
             realtime=realtime,
-            sink=_open_store(store, no_store),
+            sink=sink,
             progress=_progress(),
             warn=lambda msg: click.echo(f"imu: warning: {msg}", err=True),
         )
@@ -273,20 +352,14 @@ def replay(recording: str, out_dir: str, realtime: bool, store: str | None, no_s
 @click.option(
     "--runner", default="runner", show_default=True, help="Runner name written with every result."
 )
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
-)
-@click.option("--no-store", is_flag=True, help="Do not write to any store.")
+@store_options
 def analyze(
     input_csv: str,
     out_dir: str,
     acc_unit: str,
     gyr_unit: str,
     runner: str,
-    store: str | None,
-    no_store: bool,
+    **store_kw: Any,
 ) -> None:
     """Analyse a CSV recording from another tool (phone app, lab system).
 
@@ -294,7 +367,7 @@ def analyze(
     gyr_x, gyr_y, gyr_z, in the sensor frame (any mounting at the pelvis/sacrum), with
     gravity included. Writes events.csv, steps.csv, alerts.csv and summary.json to --out.
     """
-    with _clean_errors():
+    with _clean_errors(), _sink(_store_opts(**store_kw)) as sink:
         from imu.sessions import analyze_csv
 
         res = analyze_csv(
@@ -303,7 +376,7 @@ def analyze(
             acc_unit=cast("AccUnit", acc_unit),
             gyr_unit=cast("GyrUnit", gyr_unit),
             runner=runner,
-            sink=_open_store(store, no_store),
+            sink=sink,
         )
         _print_summary(res.summary, Path(out_dir))
 
@@ -365,6 +438,88 @@ def show(session: str, store: str | None) -> None:
             console.print(
                 f"  {a.get('sensor_time_s', 0):8.1f} s  [{a.get('level')}] {a.get('message')}"
             )
+
+
+@cli.command()
+@click.option("--runner", required=True, help="The runner whose history to show.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the history as JSON instead of tables."
+)
+@store_options
+def history(runner: str, as_json: bool, **store_kw: Any) -> None:
+    """A runner's sessions, weekly volume and baseline over time.
+
+    Reads whichever store is configured: InfluxDB (--influx or IMU_INFLUX_URL) or the
+    embedded store. Week-over-week changes flag sudden jumps in running volume.
+    """
+    with _clean_errors():
+        import json
+
+        from storage.history import runner_history
+
+        opts = _store_opts(**store_kw)
+        config = _influx_config(opts)
+        if config is not None:
+            from storage.influx import InfluxQLClient
+
+            hist = runner_history(InfluxQLClient(config), runner)
+        else:
+            from storage.embedded import EmbeddedStore
+
+            with EmbeddedStore(opts["store"]) if opts.get("store") else EmbeddedStore() as db:
+                hist = runner_history(db, runner)
+        if as_json:
+            click.echo(json.dumps(hist, indent=2, default=str))
+            return
+        _print_history(hist)
+
+
+def _print_history(hist: dict[str, Any]) -> None:
+    sessions = hist["sessions"]
+    table = Table(title=f"{hist['runner']}: {len(sessions)} sessions")
+    for col in (
+        "start (UTC)",
+        "session",
+        "time",
+        "steps",
+        "cadence",
+        "contact ms",
+        "drop deg",
+        "VO cm",
+    ):
+        table.add_column(col, justify="right" if col not in ("session", "start (UTC)") else "left")
+    for s in sessions:
+        av = s.get("averages", {})
+
+        def f(key: str, scale: float, fmt: str, av: dict[str, Any] = av) -> str:
+            v = av.get(key)
+            return "-" if v is None else fmt.format(v * scale)
+
+        table.add_row(
+            s["start_utc"][:16].replace("T", " "),
+            s["session"],
+            f"{(s.get('duration_s') or 0) / 60:.1f} min",
+            str(s.get("steps", 0)),
+            f("cadence_spm", 1, "{:.1f}"),
+            f("contact_time_s", 1000, "{:.0f}"),
+            f("pelvic_drop_deg", 1, "{:.1f}"),
+            f("vertical_oscillation_m", 100, "{:.1f}"),
+        )
+    console.print(table)
+    weeks = Table(title="weekly volume")
+    for col in ("week", "sessions", "time", "steps", "change"):
+        weeks.add_column(col, justify="right" if col != "week" else "left")
+    for w in hist["weeks"]:
+        change = (w.get("change_pct") or {}).get("duration_s")
+        flag = (
+            ""
+            if change is None
+            else f"{change:+.0f} %" + ("  <- sudden jump" if change > 30 else "")
+        )
+        weeks.add_row(
+            w["week"], str(w["sessions"]), f"{w['duration_s'] / 60:.0f} min", str(w["steps"]), flag
+        )
+    console.print(weeks)
 
 
 def _as_step_array(steps: Any) -> Any:

@@ -27,10 +27,15 @@ __all__ = ["bridge", "live"]
 EXIT_BAD_INPUT = 2
 
 
+class _CliError(click.ClickException):
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"imu: error: {self.message}", err=True)
+
+
 def _fail(message: str) -> click.ClickException:
-    exc = click.ClickException(message)
-    exc.exit_code = EXIT_BAD_INPUT
-    return exc
+    return _CliError(message)
 
 
 def _run(main: Any) -> Any:
@@ -62,16 +67,65 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 @click.command()
-@click.option("--device", "device", metavar="ADDR|NAME", help="Sensor address or advertised name (default: the first sensor advertising the IMU service).")
-@click.option("--record", "record_path", type=click.Path(dir_okay=False), help="Record the raw session to this .rec file while streaming.")
-@click.option("--store", type=click.Path(dir_okay=False), help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).")
+@click.option(
+    "--device",
+    "device",
+    metavar="ADDR|NAME",
+    help="Sensor address or advertised name (default: the first sensor advertising the IMU service).",
+)
+@click.option(
+    "--record",
+    "record_path",
+    type=click.Path(dir_okay=False),
+    help="Record the raw session to this .rec file while streaming.",
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
+)
 @click.option("--no-store", is_flag=True, help="Do not write to any store.")
-@click.option("--runner", default="runner", show_default=True, help="Runner name written with every result.")
-@click.option("--rate", "rate_hz", type=click.IntRange(100, 400), default=200, show_default=True, help="Sensor sample rate in Hz.")
-@click.option("--acc-range", "acc_range_g", type=click.Choice(["2", "4", "8", "16"]), default="16", show_default=True, help="Accelerometer full scale (g).")
-@click.option("--gyr-range", "gyr_range_dps", type=click.Choice(["125", "250", "500", "1000", "2000"]), default="2000", show_default=True, help="Gyroscope full scale (deg/s).")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=1), help="End the session after this many seconds (default: Ctrl-C).")
-@click.option("--scan-timeout", "scan_timeout_s", type=click.FloatRange(min=1), default=15.0, show_default=True, help="Seconds to look for the sensor.")
+@click.option(
+    "--runner", default="runner", show_default=True, help="Runner name written with every result."
+)
+@click.option(
+    "--rate",
+    "rate_hz",
+    type=click.IntRange(100, 400),
+    default=200,
+    show_default=True,
+    help="Sensor sample rate in Hz.",
+)
+@click.option(
+    "--acc-range",
+    "acc_range_g",
+    type=click.Choice(["2", "4", "8", "16"]),
+    default="16",
+    show_default=True,
+    help="Accelerometer full scale (g).",
+)
+@click.option(
+    "--gyr-range",
+    "gyr_range_dps",
+    type=click.Choice(["125", "250", "500", "1000", "2000"]),
+    default="2000",
+    show_default=True,
+    help="Gyroscope full scale (deg/s).",
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(min=1),
+    help="End the session after this many seconds (default: Ctrl-C).",
+)
+@click.option(
+    "--scan-timeout",
+    "scan_timeout_s",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    help="Seconds to look for the sensor.",
+)
 def live(
     device: str | None,
     record_path: str | None,
@@ -99,7 +153,9 @@ def live(
         from storage.embedded import EmbeddedStore
 
         sink = EmbeddedStore(store) if store else EmbeddedStore()
-    config = StreamConfig(sample_rate_hz=rate_hz, acc_range_g=int(acc_range_g), gyr_range_dps=int(gyr_range_dps))
+    config = StreamConfig(
+        sample_rate_hz=rate_hz, acc_range_g=int(acc_range_g), gyr_range_dps=int(gyr_range_dps)
+    )
     console = Console(highlight=False)
     try:
         res = _run(
@@ -135,13 +191,48 @@ def live(
 
 
 @click.command()
-@click.option("--device", "device", metavar="ADDR|NAME", help="Sensor address or advertised name (default: the first IMU sensor).")
-@click.option("--mqtt", "mqtt_url", required=True, metavar="URL", help="Broker, e.g. mqtt://localhost:1883 or mqtts://user:pass@host:8883.")
-@click.option("--runner", default="runner", show_default=True, help="Runner id in the topics imu/{runner}/{session}/...")
+@click.option(
+    "--device",
+    "device",
+    metavar="ADDR|NAME",
+    help="Sensor address or advertised name (default: the first IMU sensor).",
+)
+@click.option(
+    "--mqtt",
+    "mqtt_url",
+    required=True,
+    metavar="URL",
+    help="Broker, e.g. mqtt://localhost:1883 or mqtts://user:pass@host:8883.",
+)
+@click.option(
+    "--runner",
+    default="runner",
+    show_default=True,
+    help="Runner id in the topics imu/{runner}/{session}/...",
+)
 @click.option("--session", "session_id", help="Session id (default: ble-<time>).")
-@click.option("--rate", "rate_hz", type=click.IntRange(100, 400), default=200, show_default=True, help="Sensor sample rate in Hz.")
-@click.option("--batch", "batch_s", type=click.FloatRange(0.05, 10), default=1.0, show_default=True, help="Seconds of packets per raw batch.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=1), help="End after this many seconds (default: Ctrl-C).")
+@click.option(
+    "--rate",
+    "rate_hz",
+    type=click.IntRange(100, 400),
+    default=200,
+    show_default=True,
+    help="Sensor sample rate in Hz.",
+)
+@click.option(
+    "--batch",
+    "batch_s",
+    type=click.FloatRange(0.05, 10),
+    default=1.0,
+    show_default=True,
+    help="Seconds of packets per raw batch.",
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(min=1),
+    help="End after this many seconds (default: Ctrl-C).",
+)
 def bridge(
     device: str | None,
     mqtt_url: str,
@@ -265,11 +356,17 @@ async def bridge_session(
                 flush_at = time.monotonic() + batch_s
         if pending:
             sent += await _publish(mqtt, raw_topic, batch_seq, pending, encode_raw_batch)
-        await mqtt.publish(status_topic, encode_status(Status(type="stop", time_utc_s=time.time(), ble="connected")), qos=1)
+        await mqtt.publish(
+            status_topic,
+            encode_status(Status(type="stop", time_utc_s=time.time(), ble="connected")),
+            qos=1,
+        )
     return sent
 
 
-async def _publish(mqtt: Any, raw_topic: str, batch_seq: int, packets: Sequence[tuple[int, bytes]], encode: Any) -> int:
+async def _publish(
+    mqtt: Any, raw_topic: str, batch_seq: int, packets: Sequence[tuple[int, bytes]], encode: Any
+) -> int:
     await mqtt.publish(raw_topic, encode(batch_seq, list(packets)), qos=1)
     return len(packets)
 

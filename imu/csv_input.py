@@ -8,6 +8,7 @@ one-line reason; nothing here prints a traceback.
 from __future__ import annotations
 
 import math
+import warnings
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,9 @@ def read_csv(
     if gyro_present:
         cols += [header.index(c) for c in GYRO_COLUMNS]
     try:
-        data = np.loadtxt(p, delimiter=",", skiprows=1, usecols=cols, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": handled below
+            data = np.loadtxt(p, delimiter=",", skiprows=1, usecols=cols, ndmin=2, dtype=np.float64)
     except ValueError as exc:
         raise InputError(name, _loadtxt_reason(str(exc))) from None
     if data.shape[0] == 0:

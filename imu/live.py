@@ -65,7 +65,9 @@ class LiveState:
     device: str = ""
     session: str = ""
     started_s: float = field(default_factory=time.time)
-    steps: dict[int, deque[Any]] = field(default_factory=lambda: {s: deque(maxlen=VIEW_STEPS) for s in Side})
+    steps: dict[int, deque[Any]] = field(
+        default_factory=lambda: {s: deque(maxlen=VIEW_STEPS) for s in Side}
+    )
     total_steps: int = 0
     alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=5))
     link: SensorLink | None = None
@@ -122,7 +124,13 @@ class LiveView:
         table.add_row("steps", str(len(st.steps[Side.LEFT])), str(len(st.steps[Side.RIGHT])))
         all_recent = [s for side in Side for s in st.steps[side]]
         cad = [float(s["cadence_spm"]) for s in all_recent if np.isfinite(s["cadence_spm"])]
-        lines = [Text(f"cadence {np.mean(cad):.0f} spm   total steps {st.total_steps}" if cad else f"total steps {st.total_steps}")]
+        lines = [
+            Text(
+                f"cadence {np.mean(cad):.0f} spm   total steps {st.total_steps}"
+                if cad
+                else f"total steps {st.total_steps}"
+            )
+        ]
         active = [a for a in st.alerts if a.active]
         for a in active[-3:]:
             lines.append(Text(f"ALERT [{a.level}] {a.message}", style="bold red"))
@@ -189,7 +197,9 @@ async def run_live(
     kwargs = dict(link_kwargs or {})
     stop = stop or asyncio.Event()
     scanner_backend = kwargs.get("scanner_backend")
-    device = await find_sensor(identifier, timeout_s=scan_timeout_s, scanner_backend=scanner_backend)
+    device = await find_sensor(
+        identifier, timeout_s=scan_timeout_s, scanner_backend=scanner_backend
+    )
     session_id = f"ble-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     device_label = f"{device.name or 'sensor'} {device.address}"
     state = LiveState(device=device_label, session=session_id)
@@ -220,8 +230,15 @@ async def run_live(
             metadata={"address": device.address, "config": _config_dict(link)},
         )
         if writer is not None:
-            writer.write_event(time.time(), {"type": "session", "start_utc_s": start_utc_s, "session": session_id})
-        return Pipeline(info, [sink] if sink is not None else [], on_steps=state.add_steps, on_alerts=state.add_alerts)
+            writer.write_event(
+                time.time(), {"type": "session", "start_utc_s": start_utc_s, "session": session_id}
+            )
+        return Pipeline(
+            info,
+            [sink] if sink is not None else [],
+            on_steps=state.add_steps,
+            on_alerts=state.add_alerts,
+        )
 
     try:
         if record_path is not None:
@@ -268,24 +285,41 @@ async def run_live(
                 if live is not None and now - last_draw >= 1.0 / VIEW_FPS:
                     live.refresh()
                     last_draw = now
-            with contextlib.suppress(Exception):
-                await batches.aclose()
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
     finally:
         if pipeline is None and link is not None:
             pipeline = Pipeline(
-                SessionInfo(session_id=session_id, runner=runner, device=device_label, source="ble", start_utc_s=time.time()),
+                SessionInfo(
+                    session_id=session_id,
+                    runner=runner,
+                    device=device_label,
+                    source="ble",
+                    start_utc_s=time.time(),
+                ),
                 [sink] if sink is not None else [],
             )
         result = pipeline.close() if pipeline is not None else None
         if writer is not None:
             if link is not None and link.clock.ready:
                 est = link.clock.estimate()
-                writer.write_event(time.time(), {"type": "clock", "offset_s": est.offset_s, "drift_ppm": est.drift_ppm, "ref_sensor_s": est.ref_sensor_s})
+                writer.write_event(
+                    time.time(),
+                    {
+                        "type": "clock",
+                        "offset_s": est.offset_s,
+                        "drift_ppm": est.drift_ppm,
+                        "ref_sensor_s": est.ref_sensor_s,
+                    },
+                )
             writer.close()
         if live is not None:
             live.refresh()
             live.stop()
-    assert result is not None and link is not None
+    assert result is not None
+    assert link is not None
     result.summary["link"] = _link_dict(link)
     if link.clock.ready:
         est = link.clock.estimate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,10 +43,31 @@ class _Panel:
 
 
 PANELS = (
-    _Panel("pelvic_drop_deg", "Pelvic drop (contralateral, per stance side)", "deg", 1.0, ("pelvic_drop_deg", "pelvic_drop_asymmetry_deg"), "more drop of the swing-side hip"),
-    _Panel("contact_time_s", "Ground contact time", "ms", 1000.0, ("contact_time_s", "contact_time_balance_pct"), "longer ground contact"),
+    _Panel(
+        "pelvic_drop_deg",
+        "Pelvic drop (contralateral, per stance side)",
+        "deg",
+        1.0,
+        ("pelvic_drop_deg", "pelvic_drop_asymmetry_deg"),
+        "more drop of the swing-side hip",
+    ),
+    _Panel(
+        "contact_time_s",
+        "Ground contact time",
+        "ms",
+        1000.0,
+        ("contact_time_s", "contact_time_balance_pct"),
+        "longer ground contact",
+    ),
     _Panel("cadence_spm", "Cadence", "steps/min", 1.0, ("cadence_spm",), "quicker steps"),
-    _Panel("vertical_oscillation_m", "Vertical oscillation", "cm", 100.0, ("vertical_oscillation_m",), "more bounce"),
+    _Panel(
+        "vertical_oscillation_m",
+        "Vertical oscillation",
+        "cm",
+        100.0,
+        ("vertical_oscillation_m",),
+        "more bounce",
+    ),
     _Panel("pelvic_rotation_deg", "Pelvic rotation range", "deg", 1.0, (), "more rotation"),
     _Panel("pelvic_tilt_deg", "Pelvic tilt range", "deg", 1.0, (), "more tilt motion"),
     _Panel("braking_mps2", "Braking (peak deceleration)", "m/s²", 1.0, (), "harder braking"),
@@ -71,7 +93,9 @@ def _alert_dicts(alerts: Iterable[Alert | Mapping[str, Any]]) -> list[dict[str, 
     return out
 
 
-def _rolling_median(t: npt.NDArray[np.float64], y: npt.NDArray[np.float64], half_s: float, gap_s: float = 5.0) -> npt.NDArray[np.float64]:
+def _rolling_median(
+    t: npt.NDArray[np.float64], y: npt.NDArray[np.float64], half_s: float, gap_s: float = 5.0
+) -> npt.NDArray[np.float64]:
     """Centred rolling median over about +-half_s (in steps at the median step interval),
     computed per gap-free piece (gaps > gap_s); NaN where the value itself is NaN."""
     from scipy.ndimage import median_filter
@@ -83,18 +107,24 @@ def _rolling_median(t: npt.NDArray[np.float64], y: npt.NDArray[np.float64], half
     step = float(np.median(dt[dt > 0])) if (dt > 0).any() else 1.0
     size = max(3, 2 * round(half_s / step) + 1)
     cuts = np.concatenate(([0], np.nonzero(dt > gap_s)[0] + 1, [len(y)]))
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+    for a, b in itertools.pairwise(cuts):
         seg = y[a:b]
         ok = np.isfinite(seg)
         if ok.sum() < 3:
             continue
         idx = np.arange(len(seg))
         filled = np.interp(idx, idx[ok], seg[ok])
-        out[a:b] = np.where(ok, median_filter(filled, size=min(size, len(seg) | 1), mode="nearest"), np.nan)
+        med = median_filter(filled, size=min(size, len(seg) | 1), mode="nearest")
+        half = size // 2
+        for i in [*range(min(half, len(seg))), *range(max(len(seg) - half, half), len(seg))]:
+            med[i] = np.median(filled[max(0, i - half) : i + half + 1])  # truncated at the ends
+        out[a:b] = np.where(ok, med, np.nan)
     return out
 
 
-def _break_gaps(t: npt.NDArray[np.float64], y: npt.NDArray[np.float64], gap_s: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def _break_gaps(
+    t: npt.NDArray[np.float64], y: npt.NDArray[np.float64], gap_s: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     if len(t) < 2:
         return t, y
     gaps = np.nonzero(np.diff(t) > gap_s)[0]
@@ -181,6 +211,8 @@ def write_report(
     trace = eng.trace or []
     pace_t = np.array([r.time_s for r in trace])
     pace = np.array([r.step_time_s for r in trace])
+    # steady running (no bout starts / ends) for the median lines: the engine's own transitions
+    transition_t = np.array([r.time_s for r in trace if r.transition])
 
     t = steps["time_s"].astype(np.float64)
     t_end = float(t[-1]) if len(t) else 0.0
@@ -189,7 +221,9 @@ def write_report(
     sides = (("left", Side.LEFT, LEFT_COLOUR), ("right", Side.RIGHT, RIGHT_COLOUR))
     images: list[tuple[str, str, bytes]] = []  # (file, caption, png)
 
-    def expected_line(metric: str, side: str, scale: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    def expected_line(
+        metric: str, side: str, scale: float
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
         if b is None or len(pace_t) == 0:
             return None
         m = b.model(metric, side)
@@ -202,7 +236,9 @@ def write_report(
     warn_of = {
         "pelvic_drop_deg": lambda mdl: cfg.pelvic_drop_warn_deg,
         "contact_time_s": lambda mdl: cfg.contact_time_warn_pct / 100 * mdl.intercept,
-        "vertical_oscillation_m": lambda mdl: cfg.vertical_oscillation_warn_pct / 100 * mdl.intercept,
+        "vertical_oscillation_m": lambda mdl: (
+            cfg.vertical_oscillation_warn_pct / 100 * mdl.intercept
+        ),
     }
 
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11})
@@ -223,12 +259,28 @@ def write_report(
             if ys.size == 0:
                 continue
             ax.plot(ts / 60, ys, ".", ms=1.5, color=colour, alpha=0.15, rasterized=True)
-            med = _rolling_median(ts, ys, 15.0)
-            tt, mm = _break_gaps(ts, med, 5.0)
+            steady = ~np.isin(ts, transition_t)
+            med = _rolling_median(ts[steady], ys[steady], 15.0)
+            tt, mm = _break_gaps(ts[steady], med, 5.0)
             label = f"{name} stance" if p.metric == "pelvic_drop_deg" else (name or "both sides")
             ax.plot(tt / 60, mm, "-", lw=1.6, color=colour, label=f"{label} (30 s median)")
             q = np.nanpercentile(ys, [1, 99])
             lo_hi += [float(q[0]), float(q[1])]
+        if p.metric == "cadence_spm" and b is not None and math.isfinite(b.cadence_spm):
+            ax.axhline(b.cadence_spm, color="#333333", ls="--", lw=1.1)
+            ax.axhspan(
+                1.05 * b.cadence_spm, 1.10 * b.cadence_spm, color="#2ca02c", alpha=0.10, lw=0
+            )
+            ax.text(
+                0.005,
+                1.075 * b.cadence_spm,
+                " cue target +5-10 %",
+                transform=ax.get_yaxis_transform(),
+                fontsize=8,
+                color="#2ca02c",
+                va="center",
+            )
+            lo_hi.append(1.10 * b.cadence_spm)
         # expected at the current pace (+ alert threshold)
         line_groups = sides if p.metric == "pelvic_drop_deg" else (("", None, "#333333"),)
         for name, _, colour in line_groups:
@@ -260,8 +312,13 @@ def write_report(
                 ytop = yhi - (0.06 + 0.09 * (stagger % 2)) * (yhi - ylo)
                 ax.plot([x], [ytop], marker="v", ms=9, color=colour, mec=sc, mew=1.5)
                 ax.annotate(
-                    _short_label(a), (x, ytop), xytext=(5, -3), textcoords="offset points",
-                    fontsize=8, color=sc, va="top",
+                    _short_label(a),
+                    (x, ytop),
+                    xytext=(5, -3),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=sc,
+                    va="top",
                 )
             else:
                 ax.axvline(x, color=LEVEL_COLOUR["info"], lw=1.4, ls=":")
@@ -270,7 +327,12 @@ def write_report(
         ax.set_ylabel(p.unit)
         ax.set_xlim(0, max(t_end / 60, 1e-3))
         ax.grid(alpha=0.3)
-        _legend(ax, b is not None, p.metric in warn_of, bool(p.alert_metrics) and any(a["metric"] in p.alert_metrics for a in al))
+        _legend(
+            ax,
+            b is not None,
+            p.metric in warn_of,
+            bool(p.alert_metrics) and any(a["metric"] in p.alert_metrics for a in al),
+        )
         fname = f"report_{p.metric}.png"
         images.append((fname, p.title, _fig_png(fig)))
         plt.close(fig)
@@ -316,23 +378,48 @@ def _legend(ax: Any, has_baseline: bool, has_threshold: bool, has_alerts: bool) 
             Line2D([], [], color=LEVEL_COLOUR["info"], ls=":"),
         ]
         labels += ["alert: warning", "alert: critical", "alert cleared"]
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    ax.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False
+    )
 
 
-def _asymmetry_figure(plt: Any, steps: npt.NDArray[Any], t: npt.NDArray[np.float64], run: npt.NDArray[np.bool_], bouts: list[tuple[float, float, int]], t_end: float, b: Baseline | None, al: list[dict[str, Any]]) -> bytes | None:
+def _asymmetry_figure(
+    plt: Any,
+    steps: npt.NDArray[Any],
+    t: npt.NDArray[np.float64],
+    run: npt.NDArray[np.bool_],
+    bouts: list[tuple[float, float, int]],
+    t_end: float,
+    b: Baseline | None,
+    al: list[dict[str, Any]],
+) -> bytes | None:
     lm, rm = run & (steps["side"] == Side.LEFT), run & (steps["side"] == Side.RIGHT)
     if lm.sum() < 10 or rm.sum() < 10:
         return None
     grid = t[run]
     fig, axes = plt.subplots(2, 1, figsize=(11, 5.0), sharex=True, layout="constrained")
     specs = (
-        ("pelvic_drop_deg", "Pelvic drop left − right stance (deg)", "pelvic_drop_asymmetry_deg"),
-        ("contact_time_s", "Contact-time balance (% left; 50 = even)", "contact_time_balance_pct"),
+        (
+            "pelvic_drop_deg",
+            "Pelvic drop left − right stance (deg)",
+            ("pelvic_drop_asymmetry_deg", "pelvic_drop_deg"),
+        ),
+        (
+            "contact_time_s",
+            "Contact-time balance (% left; 50 = even)",
+            ("contact_time_balance_pct",),
+        ),
     )
-    for ax, (metric, title, alert_metric) in zip(axes, specs, strict=True):
+    for ax, (metric, title, alert_metrics) in zip(axes, specs, strict=True):
         _shade_activity(ax, bouts, t_end)
-        lmed = np.interp(grid, t[lm], _fill(_rolling_median(t[lm], steps[metric][lm].astype(float), 15.0)))
-        rmed = np.interp(grid, t[rm], _fill(_rolling_median(t[rm], steps[metric][rm].astype(float), 15.0)))
+        if b is not None and math.isfinite(b.window_start_s):
+            ax.axvspan(b.window_start_s / 60, b.window_end_s / 60, color="#9ecae1", alpha=0.3, lw=0)
+        lmed = np.interp(
+            grid, t[lm], _fill(_rolling_median(t[lm], steps[metric][lm].astype(float), 15.0))
+        )
+        rmed = np.interp(
+            grid, t[rm], _fill(_rolling_median(t[rm], steps[metric][rm].astype(float), 15.0))
+        )
         if metric == "pelvic_drop_deg":
             y = lmed - rmed
             base = None
@@ -353,13 +440,27 @@ def _asymmetry_figure(plt: Any, steps: npt.NDArray[Any], t: npt.NDArray[np.float
         if base is not None:
             ax.axhline(base, color="#444444", ls="--", lw=1.0, label="baseline")
         for a in al:
-            if a["metric"] == alert_metric:
-                colour = LEVEL_COLOUR.get(str(a["level"]), "#888888") if a["active"] else LEVEL_COLOUR["info"]
-                ax.axvline(float(a["time_s"]) / 60, color=colour, lw=1.2, ls="-" if a["active"] else ":")
+            if a["metric"] in alert_metrics:
+                colour = (
+                    LEVEL_COLOUR.get(str(a["level"]), "#888888")
+                    if a["active"]
+                    else LEVEL_COLOUR["info"]
+                )
+                ax.axvline(
+                    float(a["time_s"]) / 60, color=colour, lw=1.2, ls="-" if a["active"] else ":"
+                )
         ax.set_title(title, loc="left")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
-    axes[0].text(0.995, 0.04, "> 0: more drop in left stance", transform=axes[0].transAxes, ha="right", fontsize=8, color="#555555")
+    axes[0].text(
+        0.995,
+        0.04,
+        "> 0: more drop in left stance",
+        transform=axes[0].transAxes,
+        ha="right",
+        fontsize=8,
+        color="#555555",
+    )
     axes[-1].set_xlabel("time since start (min)")
     axes[-1].set_xlim(0, max(t_end / 60, 1e-3))
     png: bytes = _fig_png(fig)
@@ -413,7 +514,9 @@ def _html(
     runner = str(meta.get("runner", ""))
     start = meta.get("start_utc_s")
     start_txt = (
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(start))) if isinstance(start, int | float) and start > 0 else ""
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(start)))
+        if isinstance(start, int | float) and start > 0
+        else ""
     )
     dur = float(t[-1]) if len(t) else 0.0
     run_time = _running_time(steps)
@@ -425,7 +528,9 @@ def _html(
     tr = t[run]
     if b is not None and math.isfinite(b.window_start_s):
         early = (t >= b.window_start_s) & (t <= b.window_end_s)
-        early_name = f"baseline window ({format_clock(b.window_start_s)}–{format_clock(b.window_end_s)})"
+        early_name = (
+            f"baseline window ({format_clock(b.window_start_s)}–{format_clock(b.window_end_s)})"
+        )
     else:
         early = t <= (tr[0] + 600 if tr.size else 0)
         early_name = "first 10 min"
@@ -435,7 +540,11 @@ def _html(
         vl, vr = _mean(steps[metric][lm]), _mean(steps[metric][rm])
         el, er = _mean(steps[metric][lm & early]), _mean(steps[metric][rm & early])
         ll, lr = _mean(steps[metric][lm & late]), _mean(steps[metric][rm & late])
-        asym = 100 * (vl - vr) / ((vl + vr) / 2) if math.isfinite(vl + vr) and vl + vr != 0 else math.nan
+        asym = (
+            100 * (vl - vr) / ((vl + vr) / 2)
+            if math.isfinite(vl + vr) and vl + vr != 0
+            else math.nan
+        )
         rows.append(
             f"<tr><td>{e(label)}</td><td>{_fmt(vl, scale, dig)}</td><td>{_fmt(vr, scale, dig)}</td>"
             f"<td>{_fmt(asym, 1, 1)}</td>"
@@ -540,9 +649,14 @@ def _findings(
             f"more in {more} stance, i.e. the {'right' if more == 'left' else 'left'} hip drops more)."
         )
         for name, m in (("left", lm), ("right", rm)):
-            a0, a1 = _mean(steps["pelvic_drop_deg"][m & early]), _mean(steps["pelvic_drop_deg"][m & late])
+            a0, a1 = (
+                _mean(steps["pelvic_drop_deg"][m & early]),
+                _mean(steps["pelvic_drop_deg"][m & late]),
+            )
             if math.isfinite(a0 + a1) and a1 - a0 >= 0.5:
-                out.append(f"Pelvic drop in {name} stance rose {a1 - a0:+.1f}° from the baseline to the last 10 min.")
+                out.append(
+                    f"Pelvic drop in {name} stance rose {a1 - a0:+.1f}° from the baseline to the last 10 min."
+                )
     cl, cr = _mean(steps["contact_time_s"][lm]), _mean(steps["contact_time_s"][rm])
     if math.isfinite(cl + cr) and cl + cr > 0:
         out.append(
@@ -557,19 +671,34 @@ def _findings(
         first.setdefault((str(a["metric"]), str(a["side"])), a)
     for (metric, side), a in first.items():
         since = a.get("since_s")
-        since_txt = format_clock(float(since)) if isinstance(since, int | float) and math.isfinite(since) else "?"
+        since_txt = (
+            format_clock(float(since))
+            if isinstance(since, int | float) and math.isfinite(since)
+            else "?"
+        )
         worst = max(
             (x for x in active if x["metric"] == metric and x["side"] == side),
             key=lambda x: abs(float(x.get("deviation", 0.0) or 0.0)),
         )
         cleared = [
-            x for x in al if not x["active"] and x["metric"] == metric and x["side"] == side and float(x["time_s"]) > float(a["time_s"])
+            x
+            for x in al
+            if not x["active"]
+            and x["metric"] == metric
+            and x["side"] == side
+            and float(x["time_s"]) > float(a["time_s"])
         ]
-        end = f", recovered at {format_clock(float(cleared[0]['time_s']))}" if cleared else ", still present at the end"
+        end = (
+            f", recovered at {format_clock(float(cleared[0]['time_s']))}"
+            if cleared
+            else ", still present at the end"
+        )
         out.append(
-            e(f"Form broke down: {metric.replace('_', ' ')} {('(' + side + ')') if side else ''} changing from {since_txt}, "
-              f"alert at {format_clock(float(a['time_s']))} ({a['level']}), largest deviation "
-              f"{_dev_text(metric, float(worst.get('deviation', math.nan) or math.nan))}{end}.")
+            e(
+                f"Form broke down: {metric.replace('_', ' ')} {('(' + side + ')') if side else ''} changing from {since_txt}, "
+                f"alert at {format_clock(float(a['time_s']))} ({a['level']}), largest deviation "
+                f"{_dev_text(metric, float(worst.get('deviation', math.nan) or math.nan))}{end}."
+            )
         )
     return out
 

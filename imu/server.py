@@ -396,6 +396,9 @@ class BridgeServer:
             tls_context=self.cfg.tls_context,
             keepalive=30,
             timeout=10,
+            socket_options=[
+                (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ],  # no Nagle/delayed-ACK 40 ms
             max_inflight_messages=max(20, self.cfg.publishers),
         )
         client.pending_calls_threshold = 10 * max(

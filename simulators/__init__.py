@@ -155,9 +155,7 @@ def simulate_run(
             }
             for start, end, seg in motion.layout
         ],
-        "sensor": _finite(
-            {k: v for k, v in dataclasses.asdict(sensor).items() if k != "mounting"}
-        ),
+        "sensor": _finite({k: v for k, v in dataclasses.asdict(sensor).items() if k != "mounting"}),
         "mounting_sensor_from_body": mounting.tolist(),
         "sample_rate_hz": sensor.sample_rate_hz,
         "samples": int(sampled.t_true_s.size),

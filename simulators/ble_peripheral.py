@@ -82,7 +82,9 @@ _U32 = 1 << 32
 class SampleSource(Protocol):
     """Where a simulated sensor's samples come from."""
 
-    def read(self, start: int, n: int, rate_hz: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    def read(
+        self, start: int, n: int, rate_hz: int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Samples ``start .. start + n - 1`` at ``rate_hz``: (acc_mps2 (n, 3), gyr_dps (n, 3))."""
         ...
 
@@ -101,7 +103,9 @@ class ArraySource:
     gyr_dps: npt.NDArray[np.float64]
     rate_hz: float
 
-    def read(self, start: int, n: int, rate_hz: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    def read(
+        self, start: int, n: int, rate_hz: int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         idx = np.arange(start, start + n, dtype=np.int64)
         if rate_hz != self.rate_hz:
             idx = np.floor(idx * (self.rate_hz / rate_hz)).astype(np.int64)
@@ -121,7 +125,9 @@ def runner_source(minutes: float = 1.0, seed: int = 1, rate_hz: int = 200) -> Ar
         return synthetic_source(minutes, rate_hz)
     run = simulate_run(minutes, seed, sensor=SensorConfig(sample_rate_hz=rate_hz, seed=seed))
     _t, acc, gyr = run.samples
-    return ArraySource(np.asarray(acc, dtype=np.float64), np.asarray(gyr, dtype=np.float64), float(rate_hz))
+    return ArraySource(
+        np.asarray(acc, dtype=np.float64), np.asarray(gyr, dtype=np.float64), float(rate_hz)
+    )
 
 
 def synthetic_source(minutes: float = 1.0, rate_hz: int = 200) -> ArraySource:
@@ -196,9 +202,9 @@ class SensorState:
     connections: int = 0
     commands: list[int] = field(default_factory=list)
     refused_configs: list[tuple[int, int, int, int]] = field(default_factory=list)
-    sent_samples: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = field(
-        default_factory=list
-    )
+    sent_samples: list[
+        tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+    ] = field(default_factory=list)
 
 
 class SimulatedSensor:
@@ -252,7 +258,9 @@ class SimulatedSensor:
         self.supported_rates_hz = tuple(supported_rates_hz)
         self.record_samples = record_samples
         self.advertise = advertise
-        self.info = DeviceInfo(PROTOCOL_VERSION, firmware_version, "SIM-SACRUM-1", serial, self.supported_rates_hz)
+        self.info = DeviceInfo(
+            PROTOCOL_VERSION, firmware_version, "SIM-SACRUM-1", serial, self.supported_rates_hz
+        )
         self.state = SensorState(seq=seq_start & 0xFFFF)
         self._lose_next = 0
         self._duplicate_next = 0
@@ -266,7 +274,9 @@ class SimulatedSensor:
 
         ctrl = Controller(name, link=link, public_address=address)
         self._controller = ctrl
-        self.device = Device(name=name, address=Address(address), host=Host(ctrl, AsyncPipeSink(ctrl)))  # type: ignore[no-untyped-call]
+        self.device = Device(
+            name=name, address=Address(address), host=Host(ctrl, AsyncPipeSink(ctrl))
+        )
         self.device.gatt_server.max_mtu = int(max_mtu)
         self.data_char = Characteristic(
             UUID(DATA_CHAR_UUID),
@@ -274,11 +284,11 @@ class SimulatedSensor:
             Characteristic.Permissions.READABLE,
             b"",
         )
-        self.control_char = Characteristic(
+        self.control_char: Characteristic[bytes] = Characteristic(
             UUID(CONTROL_CHAR_UUID),
             Characteristic.Properties.WRITE | Characteristic.Properties.INDICATE,
             Characteristic.Permissions.WRITEABLE | Characteristic.Permissions.READABLE,
-            CharacteristicValue(write=self._on_control_write),
+            CharacteristicValue[bytes](write=self._on_control_write),
         )
         self.device.add_service(Service(UUID(SERVICE_UUID), [self.data_char, self.control_char]))
         self._adv, self._scan_response = advertising_payloads(name, SERVICE_UUID)
@@ -409,7 +419,12 @@ class SimulatedSensor:
                 self.state.refused_configs.append((rate, acc, gyr, spp))
                 return bad_value
             st = self.state
-            st.sample_rate_hz, st.acc_range_g, st.gyr_range_dps, st.samples_per_packet = rate, acc, gyr, spp
+            st.sample_rate_hz, st.acc_range_g, st.gyr_range_dps, st.samples_per_packet = (
+                rate,
+                acc,
+                gyr,
+                spp,
+            )
             return ok
         return bad_command
 
@@ -434,7 +449,9 @@ class SimulatedSensor:
             while st.streaming and self._connection is connection:
                 rate, n = st.sample_rate_hz, st.samples_per_packet
                 due_s = (st.sample_index + n) / rate  # sensor time of the end of the packet
-                wait_host_s = (due_s - self.sensor_time_s()) / (1 + self.clock_drift_ppm * 1e-6) / self.speed
+                wait_host_s = (
+                    (due_s - self.sensor_time_s()) / (1 + self.clock_drift_ppm * 1e-6) / self.speed
+                )
                 await asyncio.sleep(max(wait_host_s, 0.0))
                 if not st.streaming or self._connection is not connection:
                     return
@@ -449,7 +466,8 @@ class SimulatedSensor:
         rate, n = st.sample_rate_hz, st.samples_per_packet
         acc, gyr = self.source.read(st.sample_index - self._index0(), n, rate)
         raw = np.concatenate(
-            [to_raw(acc / STANDARD_GRAVITY_MPS2, st.acc_range_g), to_raw(gyr, st.gyr_range_dps)], axis=1
+            [to_raw(acc / STANDARD_GRAVITY_MPS2, st.acc_range_g), to_raw(gyr, st.gyr_range_dps)],
+            axis=1,
         )
         t0_us = round(st.sample_index * 1e6 / rate)
         packet = encode_data_packet(st.seq, t0_us, rate, st.acc_range_g, st.gyr_range_dps, raw)
@@ -484,3 +502,166 @@ class SimulatedSensor:
     def _index0(self) -> int:
         """Source index 0 = the sensor's first streamed sample at the current rate (a stable origin)."""
         return math.ceil(self.clock_start_us / 1e6 * self.state.sample_rate_hz)
+
+
+class SimulatedMovesense:
+    """A Movesense sensor running the GATT SensorData app (GSP), ``/Meas/IMU6`` only.
+
+    HELLO is answered with ``"Hello"``; SUBSCRIBE to ``/Meas/IMU6/{rate}`` with status 200 and then
+    DATA notifications of ``samples_per_batch`` samples, split into DATA + DATA_PART2 at
+    ``split_at`` bytes (or when longer than ``MTU - 3``). Unknown paths get 404.
+
+    Args:
+        link: the virtual radio.
+        source: samples (m/s^2, deg/s).
+        samples_per_batch: N per notification batch.
+        split_at: DATA payload bytes (after type/ref) in the first part; ``None`` = split only
+            when the MTU requires it.
+        speed: sensor time runs this many times faster than host time.
+    """
+
+    def __init__(
+        self,
+        link: LocalLink,
+        *,
+        address: str = "F2:00:00:00:00:01",
+        name: str = "Movesense 2",
+        source: SampleSource | None = None,
+        samples_per_batch: int = 8,
+        split_at: int | None = None,
+        speed: float = 1.0,
+        timestamp_start_ms: int = 1_000,
+    ) -> None:
+        from firmware_interface.vendors import movesense as ms
+
+        self._ms = ms
+        self.address = address
+        self.source: SampleSource = source or synthetic_source(0.5, 104)
+        self.n = samples_per_batch
+        self.split_at = split_at
+        self.speed = speed
+        self.timestamp_start_ms = timestamp_start_ms
+        self.sent_batches: list[tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._connection: Connection | None = None
+        ctrl = Controller(name, link=link, public_address=address)
+        self._controller = ctrl
+        self.device = Device(
+            name=name, address=Address(address), host=Host(ctrl, AsyncPipeSink(ctrl))
+        )
+        self.notify_char = Characteristic(
+            UUID(ms.NOTIFY_UUID),
+            Characteristic.Properties.NOTIFY,
+            Characteristic.Permissions.READABLE,
+            b"",
+        )
+        self.write_char: Characteristic[bytes] = Characteristic(
+            UUID(ms.WRITE_UUID),
+            Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
+            Characteristic.Permissions.WRITEABLE,
+            CharacteristicValue[bytes](write=self._on_write),
+        )
+        self.device.add_service(Service(UUID(ms.SERVICE_UUID), [self.write_char, self.notify_char]))
+        self._adv, self._scan = advertising_payloads(name, ms.SERVICE_UUID)
+        self.device.on("connection", self._on_connection)
+
+    async def __aenter__(self) -> SimulatedMovesense:
+        await self.device.power_on()
+        await self.device.start_advertising(
+            auto_restart=True,
+            advertising_data=self._adv,
+            scan_response_data=self._scan,
+            advertising_interval_min=ADVERTISING_INTERVAL_MS,
+            advertising_interval_max=ADVERTISING_INTERVAL_MS,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        with contextlib.suppress(Exception):
+            await self.device.stop_advertising()
+        link = self._controller.link
+        if self._controller in link.controllers:
+            link.remove_controller(self._controller)
+
+    def _on_connection(self, connection: Connection) -> None:
+        self._connection = connection
+
+        def gone(_reason: int) -> None:
+            self._connection = None
+            if self._task is not None:
+                self._task.cancel()
+
+        connection.on("disconnection", gone)
+
+    def _on_write(self, connection: Connection, value: bytes) -> None:
+        task = asyncio.ensure_future(self._command(connection, bytes(value)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _command(self, connection: Connection, req: bytes) -> None:
+        ms = self._ms
+        await asyncio.sleep(0)
+        if len(req) < 2:
+            return
+        cmd, ref = req[0], req[1]
+        result = bytes([ms.NotificationType.COMMAND_RESULT, ref])
+        if cmd == ms.GspCommand.HELLO:
+            await self.device.notify_subscriber(connection, self.notify_char, result + b"Hello")
+        elif cmd == ms.GspCommand.SUBSCRIBE:
+            path = req[2:].decode("ascii", "replace")
+            parts = path.split("/")
+            if (
+                len(parts) == 4
+                and parts[1:3] == ["Meas", "IMU6"]
+                and parts[3].isdigit()
+                and int(parts[3]) in ms.RATES_HZ
+            ):
+                await self.device.notify_subscriber(
+                    connection, self.notify_char, result + struct.pack("<H", 200)
+                )
+                self._task = asyncio.ensure_future(self._stream(connection, ref, int(parts[3])))
+            else:
+                await self.device.notify_subscriber(
+                    connection, self.notify_char, result + struct.pack("<H", 404)
+                )
+        elif cmd == ms.GspCommand.UNSUBSCRIBE:
+            if self._task is not None:
+                self._task.cancel()
+            await self.device.notify_subscriber(
+                connection, self.notify_char, result + struct.pack("<H", 200)
+            )
+
+    async def _stream(self, connection: Connection, ref: int, rate: int) -> None:
+        ms = self._ms
+        index = 0
+        with contextlib.suppress(asyncio.CancelledError):
+            while self._connection is connection:
+                await asyncio.sleep(self.n / rate / self.speed)
+                acc, gyr = self.source.read(index, self.n, rate)
+                ts = self.timestamp_start_ms + round(index * 1000 / rate)
+                payload = ms.encode_imu6_data(ref, ts, acc, gyr)
+                self.sent_batches.append(
+                    (
+                        ts,
+                        acc.astype(np.float32).astype(np.float64),
+                        gyr.astype(np.float32).astype(np.float64),
+                    )
+                )
+                index += self.n
+                room = connection.att_mtu - 3
+                cut = (
+                    self.split_at
+                    if self.split_at is not None
+                    else (room - 2 if len(payload) > room else None)
+                )
+                if cut is None:
+                    await self.device.notify_subscriber(connection, self.notify_char, payload)
+                else:
+                    await self.device.notify_subscriber(
+                        connection, self.notify_char, payload[: 2 + cut]
+                    )
+                    part2 = bytes([ms.NotificationType.DATA_PART2, ref]) + payload[2 + cut :]
+                    await self.device.notify_subscriber(connection, self.notify_char, part2)

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import random
+import socket
 import ssl
 import struct
 import time
@@ -190,9 +191,14 @@ class _Phone:
             properties=props,
             tls_context=self.cfg.tls_context,
             timeout=10,
+            socket_options=[
+                (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ],  # no Nagle/delayed-ACK 40 ms
             max_inflight_messages=max(20, self.cfg.window),
         )
-        client.pending_calls_threshold = 10 * max(20, self.cfg.window)  # no 'pending publish calls' warnings
+        client.pending_calls_threshold = 10 * max(
+            20, self.cfg.window
+        )  # no 'pending publish calls' warnings
         return client
 
     async def run(self) -> PhoneReport:

@@ -54,6 +54,7 @@ oscillation from the exact extrema of the analytic vertical trajectory.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -481,8 +482,8 @@ class RunnerMotion:
         cols: dict[str, list[float]] = {
             k: []
             for k in (
-                "ic dur contact side activity bout first vo drop yaw tilt sway brake".split()
-                + ["closes"]
+                *("ic", "dur", "contact", "side", "activity", "bout", "first", "vo"),
+                *("drop", "yaw", "tilt", "sway", "brake", "closes"),
             )
         }
         closing_t: list[float] = []
@@ -507,7 +508,7 @@ class RunnerMotion:
             closes = t_end < self.duration_s - 1e-9
             # cadence: constant per segment, smootherstep ramps across inner boundaries
             ck_t, ck_v = [t_start], [seg_cadence(bout[0][2])]
-            for (s0, e0, a), (s1, e1, b) in zip(bout[:-1], bout[1:], strict=True):
+            for (s0, e0, a), (s1, e1, b) in itertools.pairwise(bout):
                 rr = min(1.0, 0.25 * (e0 - s0), 0.25 * (e1 - s1))
                 ck_t += [s1 - rr, s1 + rr]
                 ck_v += [seg_cadence(a), seg_cadence(b)]
@@ -569,9 +570,8 @@ class RunnerMotion:
                     c = min(max(c, lo), hi)
                 sgn = 1.0 if side == Side.LEFT else -1.0
                 row = (t, dur, c, float(side), float(seg.activity), float(b_idx))
-                for key, val in zip(
-                    "ic dur contact side activity bout".split(), row, strict=True
-                ):
+                keys = ("ic", "dur", "contact", "side", "activity", "bout")
+                for key, val in zip(keys, row, strict=True):
                     cols[key].append(val)
                 cols["first"].append(float(n_in_bout == 0))
                 cols["closes"].append(0.0)
@@ -591,7 +591,7 @@ class RunnerMotion:
                 b_end = closing_t[-1] if closes else self.duration_s + 10.0
                 r0 = min(3.0, 0.3 * (b_end - t_start))
                 kt, kv = [t_start, t_start + r0], [0.0, seg_speed(bout[0][2])]
-                for (s0, e0, a), (s1, e1, b) in zip(bout[:-1], bout[1:], strict=True):
+                for (s0, e0, a), (s1, e1, b) in itertools.pairwise(bout):
                     rr = min(2.0, 0.25 * (e0 - s0), 0.25 * (e1 - s1))
                     kt += [s1 - rr, s1 + rr]
                     kv += [seg_speed(a), seg_speed(b)]
@@ -803,7 +803,14 @@ class RunnerMotion:
         acc_w = np.stack([a_e * cp - a_n * sp, a_e * sp + a_n * cp, az], axis=1)
         a = psi + ya
         a1 = psi1 + ya1
-        ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(ob), np.sin(ob), np.cos(ti), np.sin(ti)
+        ca, sa, cb, sb, cc, sc = (
+            np.cos(a),
+            np.sin(a),
+            np.cos(ob),
+            np.sin(ob),
+            np.cos(ti),
+            np.sin(ti),
+        )
         rot = np.empty((t.size, 3, 3))
         rot[:, 0, 0] = ca * cc - sa * sb * sc
         rot[:, 1, 0] = sa * cc + ca * sb * sc
@@ -919,15 +926,20 @@ class RunnerMotion:
             ends = np.concatenate([x for w in windows.values() for x in w])
             sig = self._truth_signals(np.concatenate([grid, ends]))
             g_vals = [s[: grid.size] for s in sig]
-            e_vals = [s[grid.size :] for s in sig]
             m = k.size
+            # end values: window w (in insertion order) starts at 2 w m, ends at (2 w + 1) m
+            ends_at = {
+                name: (
+                    [s[grid.size + 2 * w * m : grid.size + (2 * w + 1) * m] for s in sig],
+                    [s[grid.size + (2 * w + 1) * m : grid.size + (2 * w + 2) * m] for s in sig],
+                )
+                for w, name in enumerate(windows)
+            }
 
             def ends_of(
-                name: str, which: int, e_vals: list[F8] = e_vals, m: int = m
+                name: str, which: int, ends_at: dict[str, tuple[list[F8], list[F8]]] = ends_at
             ) -> tuple[F8, F8]:
-                pos = list(windows).index(name)
-                vals = e_vals[which]
-                return vals[2 * pos * m : (2 * pos + 1) * m], vals[(2 * pos + 1) * m : (2 * pos + 2) * m]
+                return ends_at[name][0][which], ends_at[name][1][which]
 
             obl, tilt, yaw, aap = 0, 1, 2, 3
             a, b = windows["step"]
@@ -1011,9 +1023,7 @@ def _bump_vo(st: _Steps, k: npt.NDArray[np.intp]) -> F8:
     return np.max(np.stack(cand_max), axis=0) - np.min(np.stack(cand_min), axis=0)
 
 
-def _win_reduce(
-    grid: F8, vals: F8, a: F8, b: F8, va: F8, vb: F8, op: np.ufunc
-) -> F8:
+def _win_reduce(grid: F8, vals: F8, a: F8, b: F8, va: F8, vb: F8, op: np.ufunc) -> F8:
     """op-reduction of a signal over [a, b]: grid samples inside plus exact end values."""
     i0 = np.searchsorted(grid, a, side="left")
     i1 = np.searchsorted(grid, b, side="right")
@@ -1023,7 +1033,7 @@ def _win_reduce(
     idx[1::2] = i1
     red = op.reduceat(padded, idx)[0::2]
     red = np.where(i1 > i0, red, va)
-    return op(op(red, va), vb)  # type: ignore[no-any-return]
+    return np.asarray(op(op(red, va), vb), dtype=np.float64)
 
 
 def _win_integral(grid: F8, vals: F8, a: F8, b: F8, va: F8, vb: F8) -> F8:

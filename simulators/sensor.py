@@ -166,7 +166,7 @@ def sample_motion(
     """Sample the motion at the sensor's actual sampling instants over ``[0, duration]``."""
     rate = float(config.sample_rate_hz)
     scale = config.clock_scale
-    n = int(math.floor(motion.duration_s * scale * rate)) + 1
+    n = math.floor(motion.duration_s * scale * rate) + 1
     i = np.arange(n, dtype=np.float64)
     r_time, r_noise, r_bias = rng.spawn(3)
     jit = np.zeros(n)
@@ -243,13 +243,17 @@ def packetize(
     last = np.minimum(starts + spp, n) - 1
     interval = spp / config.sample_rate_hz
     r_lat, r_loss, r_cor, r_dup, r_ord = rng.spawn(5)
-    rx = sampled.t_true_s[last] + config.rx_latency_s + r_lat.exponential(0.005, n_pk)
+    # FIFO link: latency jitter never reorders by itself
+    rx = np.maximum.accumulate(
+        sampled.t_true_s[last] + config.rx_latency_s + r_lat.exponential(0.005, n_pk)
+    )
     lost = r_loss.random(n_pk) < config.packet_loss
     corrupt = r_cor.random(n_pk) < config.corruption
     dup = r_dup.random(n_pk) < config.duplication
     reorder = r_ord.random(n_pk) < config.reordering
     reorder[-1] = False
-    rx = np.where(reorder, rx + interval + 0.002, rx)
+    nxt = np.append(rx[1:], rx[-1])
+    rx = np.where(reorder, np.maximum(rx + interval, nxt) + 0.001, rx)
     stats = LinkStats(
         packets=n_pk,
         lost=int(lost.sum()),

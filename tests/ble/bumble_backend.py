@@ -270,7 +270,14 @@ class BumbleLinkClient(BaseBleakClient):
         for ch in await peer.discover_characteristics(service=svc):
             props = [
                 name.lower().replace("_", "-")
-                for name in ("BROADCAST", "READ", "WRITE_WITHOUT_RESPONSE", "WRITE", "NOTIFY", "INDICATE")
+                for name in (
+                    "BROADCAST",
+                    "READ",
+                    "WRITE_WITHOUT_RESPONSE",
+                    "WRITE",
+                    "NOTIFY",
+                    "INDICATE",
+                )
                 if ch.properties & getattr(type(ch.properties), name)
             ]
             bch = BleakGATTCharacteristic(

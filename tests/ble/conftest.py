@@ -16,10 +16,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bleak_retry_connector  # noqa: E402
-from bumble_backend import BumbleLinkClient, BumbleLinkScanner, reset_link  # noqa: E402
+import bleak_retry_connector
+from bumble_backend import BumbleLinkClient, BumbleLinkScanner, reset_link
 
-from simulators.ble_peripheral import SimulatedSensor  # noqa: E402
+from simulators.ble_peripheral import SimulatedSensor
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,7 +53,10 @@ class Target:
         return {"scanner_backend": self.kwargs["scanner_backend"]} if self.kwargs else {}
 
 
-SIM_BACKENDS: dict[str, Any] = {"client_backend": BumbleLinkClient, "scanner_backend": BumbleLinkScanner}
+SIM_BACKENDS: dict[str, Any] = {
+    "client_backend": BumbleLinkClient,
+    "scanner_backend": BumbleLinkScanner,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +64,7 @@ def fresh_air(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A new virtual radio per test; bleak-retry-connector's 20 s connect timeout shortened."""
     reset_link()
     monkeypatch.setattr(bleak_retry_connector, "BLEAK_TIMEOUT", 0.5)
-    yield
+    return
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ from firmware_interface.ble import (
 from firmware_interface.decoder import PacketDecoder
 from simulators.ble_peripheral import SimulatedSensor
 
-FAST = ReconnectPolicy(base_s=0.05, cap_s=0.4, max_attempts=6, connect_timeout_s=1.0, rng=random.Random(1))
+FAST = ReconnectPolicy(
+    base_s=0.05, cap_s=0.4, max_attempts=6, connect_timeout_s=1.0, rng=random.Random(1)
+)
 
 
 async def collect(
@@ -70,9 +72,12 @@ def sent_samples(sim: SimulatedSensor) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 async def test_connect_configure_stream(target: Target) -> None:
-    device = await asyncio.wait_for(find_sensor(target.identifier, timeout_s=5.0, **target.scan_kwargs), 10)
+    device = await asyncio.wait_for(
+        find_sensor(target.identifier, timeout_s=5.0, **target.scan_kwargs), 10
+    )
     async with SensorLink(device, StreamConfig(sample_rate_hz=200), **target.kwargs) as link:
-        assert link.info is not None and link.info.protocol_version == 1
+        assert link.info is not None
+        assert link.info.protocol_version == 1
         assert link.stats.mtu >= 23
         assert link.stats.samples_per_packet == max_samples_for_mtu(link.stats.mtu)
         packets = await collect(link, 60)
@@ -83,7 +88,8 @@ async def test_connect_configure_stream(target: Target) -> None:
     assert out.sample_rate_hz == 200
     assert np.all(np.diff(out.t_s) > 0)
     if target.sim is not None:  # decoded samples equal what the simulated sensor sent
-        assert link.stats.mtu == 247 and link.stats.samples_per_packet == 19
+        assert link.stats.mtu == 247
+        assert link.stats.samples_per_packet == 19
         t_s, acc, gyr = sent_samples(target.sim)
         n = len(out)
         t0 = out.t_s[0]
@@ -99,7 +105,9 @@ async def test_connect_configure_stream(target: Target) -> None:
 
 
 async def test_find_by_name_and_address(sim_sensor: SimulatedSensor) -> None:
-    by_name = await asyncio.wait_for(find_sensor("IMU-SIM1", timeout_s=3.0, scanner_backend=BumbleLinkScanner), 5)
+    by_name = await asyncio.wait_for(
+        find_sensor("IMU-SIM1", timeout_s=3.0, scanner_backend=BumbleLinkScanner), 5
+    )
     by_addr = await asyncio.wait_for(
         find_sensor(sim_sensor.address.lower(), timeout_s=3.0, scanner_backend=BumbleLinkScanner), 5
     )
@@ -109,8 +117,11 @@ async def test_find_by_name_and_address(sim_sensor: SimulatedSensor) -> None:
 async def test_sensor_that_never_appears() -> None:
     started = time.monotonic()
     with pytest.raises(DeviceNotFoundError) as err:
-        await asyncio.wait_for(find_sensor("NoSuchIMU", timeout_s=0.5, scanner_backend=BumbleLinkScanner), 5)
-    assert err.value.identifier == "NoSuchIMU" and err.value.timeout_s == 0.5
+        await asyncio.wait_for(
+            find_sensor("NoSuchIMU", timeout_s=0.5, scanner_backend=BumbleLinkScanner), 5
+        )
+    assert err.value.identifier == "NoSuchIMU"
+    assert err.value.timeout_s == 0.5
     assert "NoSuchIMU" in str(err.value)
     assert time.monotonic() - started < 2.0
     # connecting straight to an address nobody advertises: clear error after the connect timeout
@@ -124,7 +135,9 @@ async def test_powered_but_not_advertising_then_connect_times_out() -> None:
     async with SimulatedSensor(get_link(), advertise=False) as sim:
         device = None
         with pytest.raises(DeviceNotFoundError):
-            device = await find_sensor(sim.address, timeout_s=0.3, scanner_backend=BumbleLinkScanner)
+            device = await find_sensor(
+                sim.address, timeout_s=0.3, scanner_backend=BumbleLinkScanner
+            )
         assert device is None
 
 
@@ -152,8 +165,9 @@ async def test_duplicate_delivery_is_dropped_by_sequence(sim_sensor: SimulatedSe
     out = decoder.decode([p.data for p in packets])
     assert sim_sensor.state.duplicated == 25
     assert link.stats.duplicates == 25
-    assert decoder.stats.duplicates == 0 and decoder.stats.lost == 0
-    t_s, acc, _ = sent_samples(sim_sensor)
+    assert decoder.stats.duplicates == 0
+    assert decoder.stats.lost == 0
+    _t_s, acc, _ = sent_samples(sim_sensor)
     np.testing.assert_array_equal(out.acc_mps2, acc[: len(out)])
 
 
@@ -167,25 +181,34 @@ async def test_peripheral_disconnect_reconnects_and_continues(sim_sensor: Simula
             dropped = True
             await sim_sensor.drop_link()
 
-    async with SensorLink(sim_sensor.address, reconnect=FAST, on_event=events.append, **SIM_BACKENDS) as link:
+    async with SensorLink(
+        sim_sensor.address, reconnect=FAST, on_event=events.append, **SIM_BACKENDS
+    ) as link:
         packets = await collect(link, 80, on_count=drop, timeout_s=15)
         stats = link.stats
     kinds = [e.type for e in events]
-    assert kinds.count("disconnected") == 1 and kinds.count("reconnected") == 1
+    assert kinds.count("disconnected") == 1
+    assert kinds.count("reconnected") == 1
     assert kinds.count("config") == 2  # configured again after the reconnect
     gap = next(e for e in events if e.type == "gap")
-    assert gap.data["gap_s"] > 0 and gap.data["missing_samples"] > 0
-    assert stats.reconnects == 1 and stats.disconnects == 1 and stats.gaps == 1
+    assert gap.data["gap_s"] > 0
+    assert gap.data["missing_samples"] > 0
+    assert stats.reconnects == 1
+    assert stats.disconnects == 1
+    assert stats.gaps == 1
     assert sim_sensor.state.connections == 2
     assert sim_sensor.state.commands.count(0x01) == 2  # START_STREAM again
     # the session continues on one decoder: sequence numbers continue, time jumps over the gap
     decoder = PacketDecoder()
     out = decoder.decode([p.data for p in packets])
-    assert decoder.stats.decoded == len(packets) and decoder.stats.reordered == 0
+    assert decoder.stats.decoded == len(packets)
+    assert decoder.stats.reordered == 0
     jumps = np.diff(out.t_s)
     assert np.sum(jumps > 2 / 200) == 1
     reconnect = next(e for e in events if e.type == "reconnected")
-    print(f"\nreconnect: outage {reconnect.data['outage_s'] * 1e3:.0f} ms, attempts {reconnect.data['attempts']}")
+    print(
+        f"\nreconnect: outage {reconnect.data['outage_s'] * 1e3:.0f} ms, attempts {reconnect.data['attempts']}"
+    )
 
 
 async def test_reconnect_gives_up_with_a_clear_error(sim_sensor: SimulatedSensor) -> None:
@@ -206,9 +229,12 @@ async def test_small_mtu_gives_fewer_samples_per_packet() -> None:
         assert link.stats.samples_per_packet == 6  # 16 + 12 * 6 = 88 <= 97
         assert {len(p.data) for p in packets} == {88}
         with pytest.raises(MtuTooSmallError) as err:
-            async with SensorLink(sim.address, StreamConfig(samples_per_packet=19), reconnect=FAST, **SIM_BACKENDS):
+            async with SensorLink(
+                sim.address, StreamConfig(samples_per_packet=19), reconnect=FAST, **SIM_BACKENDS
+            ):
                 pass
-        assert err.value.mtu == 100 and err.value.needed_bytes == 244
+        assert err.value.mtu == 100
+        assert err.value.needed_bytes == 244
 
 
 async def test_sensor_refusing_large_notifications() -> None:
@@ -220,7 +246,9 @@ async def test_sensor_refusing_large_notifications() -> None:
         assert [c[3] for c in sim.state.refused_configs] == list(range(19, 7, -1))
         assert {len(p.data) for p in packets} == {100}
         with pytest.raises(CommandRejectedError) as err:
-            async with SensorLink(sim.address, StreamConfig(samples_per_packet=10), reconnect=FAST, **SIM_BACKENDS):
+            async with SensorLink(
+                sim.address, StreamConfig(samples_per_packet=10), reconnect=FAST, **SIM_BACKENDS
+            ):
                 pass
         assert err.value.command == "SET_CONFIG"
 
@@ -228,34 +256,62 @@ async def test_sensor_refusing_large_notifications() -> None:
 async def test_unsupported_rate_is_refused() -> None:
     async with SimulatedSensor(get_link(), speed=20.0, supported_rates_hz=(100, 200)) as sim:
         with pytest.raises(CommandRejectedError, match="400 Hz"):
-            async with SensorLink(sim.address, StreamConfig(sample_rate_hz=400), reconnect=FAST, **SIM_BACKENDS):
+            async with SensorLink(
+                sim.address, StreamConfig(sample_rate_hz=400), reconnect=FAST, **SIM_BACKENDS
+            ):
                 pass
 
 
 async def test_throughput(capsys: pytest.CaptureFixture[str]) -> None:
-    """Packets per second the client sustains (link + dedup + clock sync + decoder)."""
-    async with SimulatedSensor(get_link(), speed=400.0) as sim:  # 400 x 200 Hz / 19 = 4210 packets/s offered
-        async with SensorLink(sim.address, reconnect=FAST, queue_size=100_000, **SIM_BACKENDS) as link:
-            decoder = PacketDecoder()
-            got = 0
-            started = time.perf_counter()
+    """Packets per second through bleak + the Bumble stack + dedup + clock sync + decoder.
 
-            async def run() -> None:
-                nonlocal got
-                async for batch in link.batches(max_wait_s=0.05):
-                    decoder.decode([p.data for p in batch])
-                    got += len(batch)
-                    if got >= 4000:
-                        return
+    The simulated sensor (400x real time: 4210 packets/s offered) and both Bumble stacks share
+    the CPU with the client, so this is a lower bound of what the client sustains.
+    """
+    async with (
+        SimulatedSensor(get_link(), speed=400.0) as sim,
+        SensorLink(sim.address, reconnect=FAST, queue_size=100_000, **SIM_BACKENDS) as link,
+    ):
+        decoder = PacketDecoder()
+        got = 0
+        started = time.perf_counter()
 
-            await asyncio.wait_for(run(), 20)
-            elapsed = time.perf_counter() - started
+        async def run() -> None:
+            nonlocal got
+            async for batch in link.batches(max_wait_s=0.05):
+                decoder.decode([p.data for p in batch])
+                got += len(batch)
+                if got >= 3000:
+                    return
+
+        await asyncio.wait_for(run(), 30)
+        elapsed = time.perf_counter() - started
+    # the client alone: callback + queue + dedup + clock sync + decoder, no radio simulation
+    link2 = SensorLink("AA:BB:CC:DD:EE:FF")
+    from firmware_interface.protocol import encode_data_packet
+
+    raw = np.zeros((19, 6), np.int16)
+    pkts = [encode_data_packet(k, k * 95_000, 200, 16, 2000, raw) for k in range(20_000)]
+    dec2 = PacketDecoder()
+    t0 = time.perf_counter()
+    for k in range(0, len(pkts), 200):
+        for p in pkts[k : k + 200]:
+            link2._on_data(None, bytearray(p))
+        batch = [link2._queue.get_nowait() for _ in range(link2._queue.qsize())]
+        dec2.decode([b.data for b in link2._accept(batch)])
+    client_rate = len(pkts) / (time.perf_counter() - t0)
     rate = got / elapsed
     with capsys.disabled():
-        print(f"\nthroughput: {got} packets in {elapsed:.2f} s = {rate:.0f} packets/s, "
-              f"queue drops {link.stats.queue_drops}, lost {decoder.stats.lost}")
-    assert decoder.stats.lost == 0 and link.stats.queue_drops == 0
-    assert rate > 500  # >> 21 packets/s of a 400 Hz sensor at 19 samples per packet
+        print(
+            f"\nthroughput end to end: {got} packets in {elapsed:.2f} s = {rate:.0f} packets/s "
+            f"(queue drops {link.stats.queue_drops}, lost {decoder.stats.lost}); "
+            f"client alone: {client_rate:.0f} packets/s"
+        )
+    assert decoder.stats.lost == 0
+    assert link.stats.queue_drops == 0
+    assert dec2.stats.decoded == len(pkts)
+    assert rate > 100  # a 400 Hz sensor at 19 samples per packet sends 21 packets/s
+    assert client_rate > 2000
 
 
 def test_backoff_is_capped_and_jittered() -> None:

@@ -17,7 +17,9 @@ from imu.live import LiveState, LiveView, run_live
 from imu.sessions import replay_session
 from simulators.ble_peripheral import SimulatedSensor, runner_source
 
-FAST = ReconnectPolicy(base_s=0.05, cap_s=0.4, max_attempts=6, connect_timeout_s=1.0, rng=random.Random(2))
+FAST = ReconnectPolicy(
+    base_s=0.05, cap_s=0.4, max_attempts=6, connect_timeout_s=1.0, rng=random.Random(2)
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,8 @@ async def test_live_session_records_reconnects_and_replays(tmp_path, runner_samp
         await driver
         console.file.close()
     s = res.summary
-    assert s["link"]["reconnects"] == 1 and s["link"]["gaps"] == 1
+    assert s["link"]["reconnects"] == 1
+    assert s["link"]["gaps"] == 1
     assert s["decoder"]["packets_received"] > 100
     # a packet in flight while the link drops is lost (its sequence number was used): at most 1
     assert s["decoder"]["packets_lost"] <= 1
@@ -61,7 +64,7 @@ async def test_live_session_records_reconnects_and_replays(tmp_path, runner_samp
     assert s["clock"]["drift_ppm"] == pytest.approx((1 / 25 - 1) * 1e6, rel=0.01)
     # the recording: readable, complete, with the link events
     reader = RecordingReader(rec)
-    rx, packets = reader.packets()
+    _rx, packets = reader.packets()
     assert not reader.truncated
     assert len(packets) == s["decoder"]["packets_received"]
     kinds = [e["type"] for _, e in reader.events()]
@@ -80,7 +83,8 @@ async def test_live_session_records_reconnects_and_replays(tmp_path, runner_samp
     cut.write_bytes(data[: len(data) // 2 + 7])
     cut_reader = RecordingReader(cut)
     _rx2, cut_packets = cut_reader.packets()
-    assert cut_reader.truncated and 0 < len(cut_packets) < len(packets)
+    assert cut_reader.truncated
+    assert 0 < len(cut_packets) < len(packets)
     assert cut_packets == packets[: len(cut_packets)]
 
 

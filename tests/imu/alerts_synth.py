@@ -113,7 +113,11 @@ def synth_steps(
     base_drop = np.where(sd == Side.LEFT, drop0_deg[0], drop0_deg[1])
     grow = np.zeros(n)
     if ramp is not None:
-        mask = np.ones(n, bool) if ramp.side == "both" else sd == (Side.LEFT if ramp.side == "left" else Side.RIGHT)
+        mask = (
+            np.ones(n, bool)
+            if ramp.side == "both"
+            else sd == (Side.LEFT if ramp.side == "left" else Side.RIGHT)
+        )
         grow = np.where(mask, ramp.drop_deg * f, 0.0)
     drop = base_drop + 0.3 * (v - 3.3) + wander + grow + drop_sd_deg * rng.standard_normal(n)
     arr["pelvic_drop_deg"] = np.where(run, drop, 2.0 + 0.5 * rng.standard_normal(n))

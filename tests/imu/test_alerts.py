@@ -45,10 +45,12 @@ def test_fires_on_drop_ramp_before_1p5_deg(ramp_run: tuple[np.ndarray, np.ndarra
     assert first.time_s > 1500
     assert first.since_s <= first.time_s
     assert math.isclose(first.deviation, first.value - first.baseline, rel_tol=1e-9)
-    assert "since" in first.message and "cadence" in first.message
+    assert "since" in first.message
+    assert "cadence" in first.message
     # escalates to critical once the drop is > 2 deg above baseline
     assert any(a.level == "critical" for a in act)
-    assert eng.baseline is not None and eng.baseline.n_steps > 200
+    assert eng.baseline is not None
+    assert eng.baseline.n_steps > 200
 
 
 def test_left_side_and_contact_time_ramps() -> None:
@@ -93,7 +95,9 @@ def test_clears_on_recovery_then_cooldown() -> None:
     cleared = [a for a in drop if not a.active]
     assert cleared, [a.message for a in drop]
     c = cleared[0]
-    assert c.level == "info" and c.side == "right" and "back to normal" in c.message
+    assert c.level == "info"
+    assert c.side == "right"
+    assert "back to normal" in c.message
     assert 2200 < c.time_s < 2200 + 120
     again = [a for a in drop if a.active and a.time_s > c.time_s]
     assert again, "relapse not alerted"
@@ -138,7 +142,8 @@ def test_absolute_limit_is_opt_in() -> None:
     alerts, _ = run_alerts(steps, AlertConfig(pelvic_drop_max_deg=5.5))
     act = _active(alerts)
     assert [(a.code, a.side) for a in act] == [(CODE_DROP_LIMIT, "right")]
-    assert act[0].baseline == 5.5 and act[0].value > 5.5
+    assert act[0].baseline == 5.5
+    assert act[0].value > 5.5
 
 
 def test_disabled_codes_and_config_validation() -> None:
@@ -159,11 +164,13 @@ def test_short_or_walking_only_sessions_are_quiet() -> None:
     eng = AlertEngine()
     assert eng.update(np.zeros(0, STEP_DTYPE)) == []
     steps, _ = synth_steps([Segment(600, "walk")], seed=1)
-    assert eng.update(steps) == [] and eng.finish() == []
+    assert eng.update(steps) == []
+    assert eng.finish() == []
     assert eng.baseline is None
     steps, _ = synth_steps(steady(3), seed=1)
     alerts, eng2 = run_alerts(steps)
-    assert alerts == [] and eng2.baseline is None  # 3 min: no 2-6 min window
+    assert alerts == []
+    assert eng2.baseline is None
 
 
 def test_out_of_order_steps_rejected() -> None:

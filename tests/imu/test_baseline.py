@@ -33,7 +33,7 @@ def test_robust_line_ignores_outliers_and_shrinks_to_prior() -> None:
     assert b == pytest.approx(1.5, abs=0.1)
     assert sd == pytest.approx(0.005, rel=0.25)
     # no spread in x: the slope is the prior
-    a2, b2, _, _ = robust_line(np.zeros(100), y[:100], prior_slope=1.3, prior_sxx=0.01)
+    _a2, b2, _, _ = robust_line(np.zeros(100), y[:100], prior_slope=1.3, prior_sxx=0.01)
     assert b2 == pytest.approx(1.3)
     # the contact-time prior: elasticity 2.4 at the runner's own values
     assert prior_slope("contact_time_s", 0.34, 0.24) == pytest.approx(2.4 * 0.24 / 0.34)
@@ -48,7 +48,8 @@ def test_fit_baseline_per_side_and_pace() -> None:
     assert b.model("pelvic_drop_deg", "left").intercept == pytest.approx(3.5, abs=0.3)  # type: ignore[union-attr]
     assert b.model("pelvic_drop_deg", "right").intercept == pytest.approx(5.0, abs=0.3)  # type: ignore[union-attr]
     ct = b.model("contact_time_s")
-    assert ct is not None and ct.slope > 0.5  # slower steps, longer contact
+    assert ct is not None
+    assert ct.slope > 0.5
     assert 160 < b.cadence_spm < 185
     assert math.isnan(b.expected("nope", "", 0.35))
 
@@ -58,13 +59,15 @@ def test_engine_baseline_window_is_steady_running(tmp_path: Path) -> None:
     _, eng = run_alerts(steps)
     b = eng.baseline
     assert b is not None
-    assert b.window_start_s >= 120 and b.window_end_s <= 6 * 60 + 15
+    assert b.window_start_s >= 120
+    assert b.window_end_s <= 6 * 60 + 15
     assert b.cadence_spm == pytest.approx(170, abs=3)
     assert b.ref_step_time_s == pytest.approx(60 / 170, abs=0.01)
     # a walking warm-up and a stop do not count as running time
     steps2, _ = synth_steps([Segment(300, "walk"), Segment(60, "stand"), *steady(10)], seed=1)
     _, eng2 = run_alerts(steps2)
-    assert eng2.baseline is not None and eng2.baseline.window_start_s >= 360 + 120
+    assert eng2.baseline is not None
+    assert eng2.baseline.window_start_s >= 360 + 120
 
 
 def test_store_roundtrip_merge_and_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,14 +80,22 @@ def test_store_roundtrip_merge_and_limits(tmp_path: Path, monkeypatch: pytest.Mo
         steps, _ = synth_steps(steady(10), seed=i, drop0_deg=(4.0 + 0.1 * i, 4.0))
         _, eng = run_alerts(steps)
         assert eng.baseline is not None
-        bases.append(Baseline.from_dict({**eng.baseline.to_dict(), "session": f"s{i}", "runner": "ana"}))
+        bases.append(
+            Baseline.from_dict({**eng.baseline.to_dict(), "session": f"s{i}", "runner": "ana"})
+        )
         usual = store.save(bases[-1])
     path = tmp_path / "home" / "baselines" / "ana.json"
     doc = json.loads(path.read_text())
-    assert doc["format"] == "imu-baseline" and [s["session"] for s in doc["sessions"]] == ["s1", "s2", "s3"]
+    assert doc["format"] == "imu-baseline"
+    assert [s["session"] for s in doc["sessions"]] == [
+        "s1",
+        "s2",
+        "s3",
+    ]
     hist = store.history("ana")
     assert hist == bases[1:]  # exact round trip (NaN-free here)
-    assert usual.sessions == 3 and usual.session == "usual"
+    assert usual.sessions == 3
+    assert usual.session == "usual"
     loaded = store.load("ana")
     assert loaded == usual
     # saving the same session again replaces it
@@ -121,7 +132,9 @@ def test_reuse_across_sessions_carries_pace_slope(tmp_path: Path) -> None:
     # session 1: intervals inside the baseline window -> the pace slope of the drop is learned
     segs = [Segment(120, "run", 3.3)] + [Segment(40, "run", v) for v in (4.3, 2.7) * 4] + steady(10)
     steps, _ = synth_steps(segs, seed=3)
-    steps["pelvic_drop_deg"] += np.where(steps["activity"] == 2, 60 * (60 / steps["cadence_spm"] - 60 / 170), 0)
+    steps["pelvic_drop_deg"] += np.where(
+        steps["activity"] == 2, 60 * (60 / steps["cadence_spm"] - 60 / 170), 0
+    )
     cfg = AlertConfig()
     eng = AlertEngine(cfg, runner="ana", session="s1")
     eng.update(steps)
@@ -134,7 +147,8 @@ def test_reuse_across_sessions_carries_pace_slope(tmp_path: Path) -> None:
     steps2, _ = synth_steps(steady(10), seed=9)
     alone = run_alerts(steps2, cfg)[1].baseline
     with_usual = run_alerts(steps2, cfg, store.load("ana"))[1].baseline
-    assert alone is not None and with_usual is not None
+    assert alone is not None
+    assert with_usual is not None
     assert abs(alone.model("pelvic_drop_deg").slope) < 10  # population prior: 0  # type: ignore[union-attr]
     assert with_usual.model("pelvic_drop_deg").slope > 0.6 * s1_slope  # type: ignore[union-attr]
     assert usual.runner == "ana"

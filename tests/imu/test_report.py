@@ -37,21 +37,31 @@ def test_report_files_and_plots(tmp_path: Path, fatigued_run: tuple[np.ndarray, 
     assert any(a.active for a in alerts)
     meta = {"session": "s-42", "runner": "ana", "start_utc_s": 1.7e9}
     path = write_report(steps, np.zeros(5, EVENT_DTYPE), alerts, meta, tmp_path / "rep")
-    assert path == tmp_path / "rep" / "report.html" and path.exists()
+    assert path == tmp_path / "rep" / "report.html"
+    assert path.exists()
     page = path.read_text(encoding="utf-8")
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
-    for name in ("report_pelvic_drop_deg.png", "report_contact_time_s.png", "report_asymmetry.png", "report_cadence_spm.png"):
+    for name in (
+        "report_pelvic_drop_deg.png",
+        "report_contact_time_s.png",
+        "report_asymmetry.png",
+        "report_cadence_spm.png",
+    ):
         assert name in pngs
         data = (tmp_path / "rep" / name).read_bytes()
-        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+        assert data.startswith(PNG_MAGIC)
+        assert len(data) > 10_000
         assert name in page
     inline = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(inline) == len(pngs)
     assert base64.b64decode(inline[0]).startswith(PNG_MAGIC)
     # readable summary: session, per-side table, when form broke down, alert messages
-    assert "s-42" in page and "ana" in page
-    assert "Per-side averages" in page and "Pelvic drop (deg)" in page
-    assert "Form broke down" in page and "pelvic drop deg (right)" in page
+    assert "s-42" in page
+    assert "ana" in page
+    assert "Per-side averages" in page
+    assert "Pelvic drop (deg)" in page
+    assert "Form broke down" in page
+    assert "pelvic drop deg (right)" in page
     assert "back to normal" in page  # the cleared record is listed
     assert alerts[0].message.split(":")[0][:40] in page.replace("&#x27;", "'")
 
@@ -63,8 +73,16 @@ def test_report_accepts_stored_alert_dicts_and_no_alerts(tmp_path: Path) -> None
     p = write_report(steps, None, [], {"session": "quiet"}, tmp_path)
     assert "No alerts" in p.read_text()
     stored = [
-        {"sensor_time_s": 400.0, "metric": "pelvic_drop_deg", "side": "left", "level": "warning",
-         "active": True, "message": "drop <left>", "deviation": 1.2, "since_s": 380.0},
+        {
+            "sensor_time_s": 400.0,
+            "metric": "pelvic_drop_deg",
+            "side": "left",
+            "level": "warning",
+            "active": True,
+            "message": "drop <left>",
+            "deviation": 1.2,
+            "since_s": 380.0,
+        },
     ]
     page = write_report(steps, None, stored, {"session": "x"}, tmp_path / "b").read_text()
     assert "drop &lt;left&gt;" in page

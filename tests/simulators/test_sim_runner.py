@@ -74,31 +74,40 @@ def test_gyro_is_derivative_of_orientation(motion: RunnerMotion) -> None:
     assert np.degrees(err) < 0.05
 
 
+def _integrate(a: np.ndarray, dt: float, x0: float) -> np.ndarray:
+    return x0 + np.concatenate([[0.0], np.cumsum(0.5 * (a[1:] + a[:-1]) * dt)])
+
+
 def test_accelerometer_double_integrates_to_height(
     motion: RunnerMotion, truth: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    dt = 1e-3
-    t = np.arange(12.0, 40.0, dt)
+    # 18 s of running: the vertical acceleration is continuous, integrate straight through
+    dt = 5e-4
+    t = np.arange(21.0, 39.0, dt)
     st = motion.evaluate(t)
     # world acceleration from the specific force: R f - g e_z
     a_w = np.einsum("nij,nj->ni", st.rot, st.specific_force_body_mps2)
     a_w[:, 2] -= G_MPS2
     assert np.abs(a_w - st.acc_world_mps2).max() < 1e-9
-    az = a_w[:, 2]
-    vz = st.vz_mps[0] + np.concatenate([[0.0], np.cumsum(0.5 * (az[1:] + az[:-1]) * dt)])
-    z = st.z_m[0] + np.concatenate([[0.0], np.cumsum(0.5 * (vz[1:] + vz[:-1]) * dt)])
+    vz = _integrate(a_w[:, 2], dt, st.vz_mps[0])
+    z = _integrate(vz, dt, st.z_m[0])
+    assert np.abs(vz - st.vz_mps).max() < 2e-4
     assert np.abs(z - st.z_m).max() < 1e-3
-    assert np.abs(vz - st.vz_mps).max() < 1e-2
-    # truth VO = max - min of the integrated height over each step
+    # every step of walking and running: integrate from its contact (the acceleration may jump
+    # at a contact: walking steps, walk <-> run transitions); truth VO = max - min of that height
     _, steps = truth
-    sel = steps[(steps["time_s"] > 12.5) & (steps["time_s"] < 39.0)]
-    assert sel.size > 50
+    sel = steps[(steps["time_s"] > 5.0) & (steps["time_s"] < 75.0)]
+    assert sel.size > 150
     for s in sel:
-        m = (t >= s["time_s"]) & (t <= s["time_s"] + 60.0 / s["cadence_spm"])
-        vo = z[m].max() - z[m].min()
-        assert abs(vo - s["vertical_oscillation_m"]) < 1e-3
+        dur = 60.0 / s["cadence_spm"]
+        tt = np.linspace(s["time_s"], s["time_s"] + dur, 1001)
+        k = motion.evaluate(tt)
+        az = np.einsum("nij,nj->ni", k.rot, k.specific_force_body_mps2)[:, 2] - G_MPS2
+        zz = _integrate(_integrate(az, tt[1] - tt[0], k.vz_mps[0]), tt[1] - tt[0], 0.0)
+        assert abs(zz[-1]) < 1e-4  # back at the contact height
+        assert abs(zz.max() - zz.min() - s["vertical_oscillation_m"]) < 1e-3
     # periodic: same height at every initial contact, ballistic in flight
-    ic = motion.steps.ic[(motion.steps.ic > 12) & (motion.steps.ic < 39)]
+    ic = motion.steps.ic[(motion.steps.ic > 5) & (motion.steps.ic < 75)]
     assert np.abs(motion.evaluate(ic).z_m).max() < 1e-9
     run = _running(steps, 20.0, 39.0)
     t_fl = run["time_s"] + run["contact_time_s"] + 0.5 * run["flight_time_s"]
@@ -147,7 +156,7 @@ def test_walking_standing_and_events(
     assert np.all(walk["contact_time_s"] > 0.5 * 60.0 / walk["cadence_spm"])
     assert abs(np.median(walk["cadence_spm"]) - PROFILE.walk.cadence_spm) < 2.0
     # no steps while standing
-    for t0, t1 in ((0.0, 5.0), (83.0, 88.0)):
+    for t0, t1 in ((0.0, 5.0), (78.0, 83.0)):
         assert not np.any((steps["time_s"] >= t0) & (steps["time_s"] < t1))
     # events: IC and TO of every step with its side; sides alternate within a bout
     ic = events[events["kind"] == EventKind.INITIAL_CONTACT]
@@ -155,10 +164,12 @@ def test_walking_standing_and_events(
     assert np.all(np.isin(steps["time_s"], ic["time_s"]))
     assert np.all(np.isin(steps["time_s"] + steps["contact_time_s"], to["time_s"]))
     assert np.all(np.diff(events["time_s"]) >= 0)
-    bout1 = steps[(steps["time_s"] > 5) & (steps["time_s"] < 83)]
+    bout1 = steps[(steps["time_s"] > 5) & (steps["time_s"] < 78)]
     assert np.all(np.diff(bout1["side"].astype(int)) != 0)
     # closing contact before the standing break: an IC without step
-    assert np.any((ic["time_s"] > 78) & (ic["time_s"] <= 83) & ~np.isin(ic["time_s"], steps["time_s"]))
+    assert np.any(
+        (ic["time_s"] > 73) & (ic["time_s"] <= 78) & ~np.isin(ic["time_s"], steps["time_s"])
+    )
 
 
 def test_sign_conventions(motion: RunnerMotion, truth: tuple[np.ndarray, np.ndarray]) -> None:
@@ -212,7 +223,10 @@ def test_fatigue_drift_and_clamp() -> None:
     assert 0.006 < dvo < 0.012
     # an unattainable oscillation is clamped and counted
     m2 = build_motion(
-        RunnerProfile(vertical_oscillation_m=0.2), [Segment.running(20.0)], 20.0, np.random.default_rng(0)
+        RunnerProfile(vertical_oscillation_m=0.2),
+        [Segment.running(20.0)],
+        20.0,
+        np.random.default_rng(0),
     )
     assert m2.stats["vo_clamped_steps"] > 0
 

@@ -1,0 +1,1 @@
+"""Decoders for sensors a runner can buy (pure: no I/O). Streaming goes through firmware_interface.ble."""
