@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from numpy.typing import NDArray
 
 from benchmarks.realdata import G, load_alcantara, load_mobgap, match_events, shared_data_dir
 from dsp.analyzer import AnalyzerParams, analyze
-from dsp.types import EventKind, Side
+from dsp.types import Activity, EventKind, Side
 
 
 def _rot(rng: np.random.Generator) -> NDArray[np.float64]:
@@ -51,104 +50,135 @@ def _f1(tp: int, n_det: int, n_ref: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-def _truth_steps(sy: Any) -> dict[str, NDArray[np.float64]]:
-    """Per-step truth of the synthetic runner with the architecture.md definitions."""
-    ic, to, side = sy.ic, sy.to, sy.side
-    fs = 1.0 / (sy.t[1] - sy.t[0])
-    n = ic.size - 1
-    vo = np.full(n, np.nan)
-    drop = np.full(n, np.nan)
-    for k in range(n):
-        i0, i1 = int(np.ceil(ic[k] * fs)), int(np.floor(ic[k + 1] * fs))
-        z = sy.z_m[i0 : i1 + 1]
-        # remove the (numerical) drift of the truth integration linearly over the step
-        z = z - np.linspace(z[0], z[-1], z.size)
-        vo[k] = z.max() - z.min()
-        s0 = ic[k - 1] if k >= 1 else ic[k]
-        s1 = ic[k + 1] if k >= 1 else (ic[k + 2] if k + 2 < ic.size else ic[k + 1])
-        j0, j1 = int(np.ceil(s0 * fs)), int(np.floor(s1 * fs))
-        mo = sy.obliq_deg[j0 : j1 + 1].mean()
-        sg = 1.0 if side[k] == Side.LEFT else -1.0
-        drop[k] = np.max(sg * (sy.obliq_deg[i0 : int(np.floor(to[k] * fs)) + 1] - mo))
-    return {
-        "ic": ic[:n],
-        "side": side[:n],
-        "cadence": 60.0 / np.diff(ic),
-        "contact": (to - ic)[:n],
-        "vo": vo,
-        "drop": drop,
-    }
+#: sensor variations of the simulator section (cycled over the runs)
+SIM_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("default", {}),
+    ("noisy", {"acc_noise_mps2": 0.15, "gyr_noise_dps": 0.5, "acc_bias_mps2": 0.3}),
+    ("clip 4 g / 500 dps", {"acc_range_g": 4, "gyr_range_dps": 500}),
+    ("2 % packet loss", {"packet_loss": 0.02, "reordering": 0.01, "corruption": 0.005}),
+)
 
 
-def eval_synthetic(n_runs: int, seed: int = 0) -> dict[str, Any]:
-    """Synthetic runner (tests/dsp/dsp_synth.py) over random mountings, rates, noise, loss."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "dsp"))
-    from dsp_synth import synth_run
+def simulated_samples(
+    minutes: float, seed: int, rate_hz: int, **sensor_kw: Any
+) -> tuple[Any, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """One simulated session through the real packet path (loss/reorder/corruption decoded)."""
+    from firmware_interface.decoder import PacketDecoder
+    from simulators import SensorConfig, simulate_run
 
-    rng = np.random.default_rng(seed)
-    tp = nd = nr = 0
-    errs, side_ok, side_n = [], 0, 0
-    ct: list[float] = []
-    cad: list[float] = []
-    vo: list[float] = []
-    drop: list[float] = []
-    for _r in range(n_runs):
-        fs = float(rng.choice([100.0, 200.0, 400.0]))
-        sy = synth_run(
-            duration_s=60.0,
-            fs=fs,
-            seed=int(rng.integers(1 << 30)),
-            step_s=float(rng.uniform(0.32, 0.40)),
-            contact_s=float(rng.uniform(0.20, 0.28)),
-            noise=float(rng.uniform(0.02, 0.2)),
+    run = simulate_run(minutes, seed, sensor=SensorConfig(sample_rate_hz=rate_hz, **sensor_kw))
+    dec = PacketDecoder().decode([p for _, p in run.packets])
+    return run, dec.t_s, dec.acc_mps2, dec.gyr_dps
+
+
+def score_simulated(run: Any, out: Any, warmup_s: float = 3.0) -> dict[str, Any]:
+    """Raw per-event / per-step errors of one simulated session (running and walking apart)."""
+    tev = run.truth_events
+    tst = run.truth_steps
+    tic = tev[tev["kind"] == EventKind.INITIAL_CONTACT]
+    # activity of each truth IC = activity of its step
+    act = np.full(tic.size, -1)
+    si, ti = match_events(tst["time_s"], tic["time_s"], 1e-6)
+    act[ti] = tst["activity"][si]
+    ev = out.events
+    icm = ev["kind"] == EventKind.INITIAL_CONTACT
+    ic, icsd = ev["time_s"][icm], ev["side"][icm]
+    res: dict[str, Any] = {}
+    t_start = float(tst["time_s"][0]) if tst.size else 0.0
+    for name, code in (("run", Activity.RUNNING), ("walk", Activity.WALKING)):
+        sel = (act == code) & (tic["time_s"] > t_start + warmup_s)
+        ref = tic["time_s"][sel]
+        if ref.size == 0:
+            res[name] = None
+            continue
+        lo, hi = ref.min() - 0.1, ref.max() + 0.1
+        # detections inside this activity's span (+-0.1 s); assign by nearest truth activity
+        dm = (ic >= lo) & (ic <= hi)
+        near = np.searchsorted(tic["time_s"], ic[dm])
+        near = np.clip(near, 0, tic.size - 1)
+        prev = np.clip(near - 1, 0, tic.size - 1)
+        pick = np.where(
+            np.abs(tic["time_s"][near] - ic[dm]) < np.abs(tic["time_s"][prev] - ic[dm]), near, prev
         )
-        t = sy.t + rng.normal(0, 0.1 / fs, sy.t.size)  # clock jitter
-        t.sort()
-        acc = np.clip(sy.acc, -16 * G, 16 * G)  # +-16 g clipping
-        gyr = np.clip(sy.gyr, -2000, 2000)
-        keep = np.ones(t.size, bool)  # packet loss: drop 20-sample packets (1 %)
-        for p0 in range(0, t.size, 20):
-            if rng.random() < 0.01:
-                keep[p0 : p0 + 20] = False
-        out = analyze(t[keep], acc[keep], gyr[keep], sample_rate_hz=fs)
-        tr = _truth_steps(sy)
-        ev = out.events
-        ic = ev["time_s"][ev["kind"] == EventKind.INITIAL_CONTACT]
-        icsd = ev["side"][ev["kind"] == EventKind.INITIAL_CONTACT]
-        ref = tr["ic"][tr["ic"] > 3.0]  # after the 3 s warm-up
-        det_m = ic > 2.95
-        di, ri = match_events(ic[det_m], ref, 0.05)
-        tp += di.size
-        nd += int(det_m.sum())
-        nr += ref.size
-        errs.extend(ic[det_m][di] - ref[ri])
-        side_ok += int((icsd[det_m][di] == tr["side"][tr["ic"] > 3.0][ri]).sum())
-        side_n += di.size
+        keep = (act[pick] == code) & (tic["time_s"][pick] > t_start + warmup_s - 0.05)
+        det, dsd = ic[dm][keep], icsd[dm][keep]
+        di, ri = match_events(det, ref, 0.05)
+        known = dsd[di] != Side.UNKNOWN
+        r: dict[str, Any] = {
+            "tp": di.size,
+            "nd": det.size,
+            "nr": ref.size,
+            "err": det[di] - ref[ri],
+            "side_ok": int((dsd[di] == tic["side"][sel][ri])[known].sum()),
+            "side_n": int(known.sum()),
+        }
         st = out.steps
-        sdi, sri = match_events(st["time_s"], tr["ic"], 0.05)
-        good = tr["ic"][sri] > 10.0
-        sdi, sri = sdi[good], sri[good]
-        ct.extend(st["contact_time_s"][sdi] - tr["contact"][sri])
-        cad.extend(st["cadence_spm"][sdi] - tr["cadence"][sri])
-        vo.extend(st["vertical_oscillation_m"][sdi] - tr["vo"][sri])
-        drop.extend(st["pelvic_drop_deg"][sdi] - tr["drop"][sri])
-    e = np.asarray(errs)
+        ts = tst[(tst["activity"] == code) & (tst["time_s"] > t_start + warmup_s + 5.0)]
+        sdi, sri = match_events(st["time_s"], ts["time_s"], 0.05)
+        for key, col in (
+            ("ct", "contact_time_s"),
+            ("cad", "cadence_spm"),
+            ("vo", "vertical_oscillation_m"),
+            ("drop", "pelvic_drop_deg"),
+        ):
+            r[key] = st[col][sdi] - ts[col][sri]
+        res[name] = r
+    return res
 
-    def rmse(x: list[float]) -> float:
-        a = np.asarray(x)
-        return float(np.sqrt(np.nanmean(a**2)))
 
-    return {
-        "f1": _f1(tp, nd, nr),
-        "p95_ms": 1e3 * float(np.percentile(np.abs(e), 95)),
-        "bias_ms": 1e3 * float(np.mean(e)),
-        "side": side_ok / side_n if side_n else np.nan,
-        "ct_rmse_ms": 1e3 * rmse(ct),
-        "cad_mae": float(np.nanmean(np.abs(cad))),
-        "vo_rmse_mm": 1e3 * rmse(vo),
-        "drop_rmse": rmse(drop),
-        "n_ref": nr,
-    }
+def eval_simulator(n_seeds: int, minutes: float = 2.0, seed0: int = 100) -> dict[str, Any]:
+    """Project simulator: random mountings, 100/200/400 Hz, sensor variants, packet path."""
+    acc_: dict[str, dict[str, list[Any]]] = {"run": {}, "walk": {}}
+    k = 0
+    per: list[tuple[str, float, float, float]] = []
+    for s in range(n_seeds):
+        for rate in (100, 200, 400):
+            vname, kw = SIM_VARIANTS[k % len(SIM_VARIANTS)]
+            k += 1
+            run, t, a, g = simulated_samples(minutes, seed0 + s, rate, **kw)
+            out = analyze(t, a, g, sample_rate_hz=float(rate))
+            sc = score_simulated(run, out)
+            for name in ("run", "walk"):
+                if sc[name] is None:
+                    continue
+                for key, val in sc[name].items():
+                    acc_[name].setdefault(key, []).append(val)
+            r = sc["run"]
+            per.append(
+                (
+                    f"seed {seed0 + s} {rate} Hz {vname}",
+                    _f1(r["tp"], r["nd"], r["nr"]),
+                    1e3 * float(np.percentile(np.abs(r["err"]), 95)),
+                    r["side_ok"] / max(r["side_n"], 1),
+                )
+            )
+
+    def summary(d: dict[str, list[Any]]) -> dict[str, Any]:
+        e = np.concatenate(d["err"]) if d else np.zeros(0)
+        if e.size == 0:
+            return {"f1": 0.0, "n_ref": sum(d.get("nr", [0]))}
+
+        def rmse(key: str) -> float:
+            x = np.concatenate(d[key])
+            return float(np.sqrt(np.nanmean(x**2)))
+
+        cad = np.concatenate(d["cad"])
+        return {
+            "f1": _f1(sum(d["tp"]), sum(d["nd"]), sum(d["nr"])),
+            "n_ref": sum(d["nr"]),
+            "bias_ms": 1e3 * float(np.mean(e)),
+            "p95_ms": 1e3 * float(np.percentile(np.abs(e), 95)),
+            "side": sum(d["side_ok"]) / max(sum(d["side_n"]), 1),
+            "side_n": sum(d["side_n"]),
+            "ct_rmse_ms": 1e3 * rmse("ct"),
+            "ct_bias_ms": 1e3 * float(np.nanmean(np.concatenate(d["ct"]))),
+            "cad_mae": float(np.nanmean(np.abs(cad))),
+            "vo_rmse_mm": 1e3 * rmse("vo"),
+            "drop_rmse": rmse("drop"),
+            "drop_nan": float(np.mean(np.isnan(np.concatenate(d["drop"])))),
+        }
+
+    return {"run": summary(acc_["run"]), "walk": summary(acc_["walk"]), "per_run": per}
 
 
 def eval_alcantara(known_axes: bool) -> dict[str, Any]:

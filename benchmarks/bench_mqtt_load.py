@@ -35,6 +35,7 @@ import math
 import os
 import pickle
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -121,7 +122,9 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
             protocol=aiomqtt.ProtocolVersion.V5,
             timeout=60,
             max_inflight_messages=20,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         ) as client:
+            client.pending_calls_threshold = 1000
             await client.subscribe(topic(runner, sess, "steps"), qos=spec["steps_qos"])
             rd = asyncio.create_task(reader(r, client))
             raw_t = topic(runner, sess, "raw")

@@ -41,7 +41,6 @@ from dsp.orientation import (
     SIG_OBLIQ,
     SIG_TILT,
     SIG_YAW,
-    SIG_YAW_RATE,
     G,
 )
 
@@ -87,7 +86,15 @@ _TO_LEVEL = 18
 _TOW_END = 19
 _TOW_MIN = 20
 _TOW_N = 21
-_NF = 24
+_FLIGHT = 22  # flight level (g) of the flight before the current contact
+_BRAKE = 23  # running mean of the early-stance AP acceleration (forward sign check)
+_RC1 = 24  # last upward crossings of flight + (L, 2L, 4L) (sample index, fractional)
+_RC2 = 25
+_RC3 = 26
+_FC1 = 27  # last downward crossings of flight + (L, 2L, 4L)
+_FC2 = 28
+_FC3 = 29
+_NF = 32
 # int state
 _N = 0
 _PHASE = 1  # running detector: 0 unloaded, 1 loaded
@@ -108,15 +115,18 @@ class GaitParams(NamedTuple):
 
     fc_fast_hz: float = 30.0  # low-pass of vertical force for running events (capped at 0.3 fs)
     fc_slow_hz: float = 3.0  # low-pass for the walking jerk detector
-    ic_level_g: float = 0.5  # IC level above the flight minimum (g)
-    to_level_g: float = 0.1  # TO level above the flight minimum (g)
+    onset_fit: bool = True  # running IC/TO = power-law onset fit (else single level crossings)
+    fit_level_g: float = 0.05  # L of the onset fit: crossings of flight + L, 2L, 4L (g)
+    fit_max_p: float = 4.0  # exponent range [1, fit_max_p] of the fitted onset x ~ (t - t0)^p
+    ic_level_g: float = 0.5  # IC level above the flight minimum (g), onset_fit=False
+    to_level_g: float = 0.1  # TO level above the flight minimum (g), onset_fit=False
     flight_max_g: float = 0.4  # a running flight must go below this (g)
     load_g: float = 1.2  # loaded phase confirmed above this (g)
     max_rise_s: float = 0.15  # crossing -> loaded confirmation at most this later
     min_contact_s: float = 0.06
     max_contact_s: float = 0.6
-    run_ic_offset_s: float = -0.006  # added to running IC times (Alcantara GRF 0.1 BW calibration)
-    run_to_offset_s: float = -0.020  # added to running TO times (Alcantara GRF 0.1 BW calibration)
+    run_ic_offset_s: float = 0.0  # added to running IC times
+    run_to_offset_s: float = 0.0  # added to running TO times
     walk_thr_gps: float = 1.0  # absolute minimum jerk peak (g/s) for a walking IC
     walk_rel: float = 0.5  # relative to the running mean of accepted peaks
     walk_refractory_s: float = 0.4
@@ -126,13 +136,24 @@ class GaitParams(NamedTuple):
     min_step_s: float = 0.2
     max_step_run_s: float = 0.6
     max_step_walk_s: float = 1.4
-    side_window_s: float = 0.09  # evidence window after IC (= IC report delay)
-    side_pre_s: float = 0.1  # evidence window before IC
-    side_base_s: float = 1.1  # baseline (turning) window before IC
-    side_signal: int = SIG_YAW_RATE  # which signal column is the side evidence
-    side_sign_walk: float = -1.0  # +1: positive evidence = LEFT stance (walking; mobgap/INDIP)
-    side_sign_run: float = -1.0  # same for running
+    side_window_s: float = 0.09  # side evidence window after IC (= IC report delay)
+    side_signal: int = SIG_OBLIQ  # side evidence = change of this signal over the window
+    side_sign_walk: float = 1.0  # +1: rising evidence = LEFT stance (swing side right drops)
+    side_sign_run: float = 1.0  # same for running
     side_forget: float = 0.9  # per-step forgetting of the side accumulator
+    brake_window_s: float = 0.05  # early-stance window of the forward-sign (braking) check
+    brake_forget: float = 0.95  # per running step forgetting of the braking statistic
+
+
+#: Sacral soft-tissue preset: single level crossings (no onset fit) with the level/offsets
+#: tuned on the odd Alcantara trials (real sacral accelerometer vs force plate 0.1 BW).
+SACRAL_SOFT_TISSUE = {
+    "onset_fit": False,
+    "ic_level_g": 0.5,
+    "to_level_g": 0.1,
+    "run_ic_offset_s": -0.006,
+    "run_to_offset_s": -0.020,
+}
 
 
 class GaitState(NamedTuple):
@@ -197,40 +218,47 @@ def _close_evidence(
 ) -> int:
     """Side of the last IC from the accumulated alternating evidence; emit its IC event.
 
-    Evidence = mean of the side signal over [IC - pre, IC + window] minus its mean over
-    [IC - base, IC + window] (removes turning), accumulated with the alternation parity."""
+    Evidence = change of the side signal (obliquity) from IC to IC + window: the swing side
+    drops in early stance, so obliquity rises during a LEFT stance. Its sign depends on the
+    estimated forward axis (left = up x forward), so it is multiplied by the sign check of the
+    early-stance braking (AP acceleration just after a running IC points backward). The evidence
+    is accumulated over the bout with the alternation parity (one noisy step cannot flip it)."""
     j = st[_BOUT] - 1
     r = j % NB
     st[_EVOPEN] = 0
     side = SIDE_UNKNOWN
-    if has_gyro:
-        L = ring.shape[0]
-        now = st[_N]
-        n_ic = ics[r, _IC_N]
-        hi = min(now, math.floor(n_ic + p.side_window_s * fs))
-        lo_w = max(math.ceil(n_ic - p.side_pre_s * fs), now - L + 1, st[_BOUT_START])
-        lo_b = max(math.ceil(n_ic - p.side_base_s * fs), now - L + 1, st[_BOUT_START])
-        sw = 0.0
-        cw = 0
+    L = ring.shape[0]
+    now = st[_N]
+    n_ic = ics[r, _IC_N]
+    lo = max(math.ceil(n_ic), now - L + 1, st[_BOUT_START])
+    if ics[r, _IC_MODE] == MODE_RUN:
+        # forward-sign check: mean AP acceleration over the first part of the contact
+        hb = min(now, math.floor(n_ic + p.brake_window_s * fs))
         sb = 0.0
         cb = 0
-        for i in range(lo_b, hi + 1):
-            val = ring[i % L, p.side_signal]
-            if math.isfinite(val):
-                sb += val
-                cb += 1
-                if i >= lo_w:
-                    sw += val
-                    cw += 1
-        if cw > 0 and cb > 0:
-            e = sw / cw - sb / cb
-            ae = abs(e)
-            if f[_EV_SCALE] <= 0.0:
-                f[_EV_SCALE] = ae if ae > 0.0 else 1.0
-            else:
-                f[_EV_SCALE] += 0.05 * (ae - f[_EV_SCALE])
+        for i in range(lo, hb + 1):
+            sb += ring[i % L, SIG_A_AP]
+            cb += 1
+        if cb > 0:
+            f[_BRAKE] = p.brake_forget * f[_BRAKE] + sb / cb
+    if has_gyro:
+        hi = min(now, math.floor(n_ic + p.side_window_s * fs))
+        if hi > lo:
+            v0 = ring[lo % L, p.side_signal]
+            v1 = ring[hi % L, p.side_signal]
+            e = v1 - v0
+            if math.isfinite(e):
+                if f[_BRAKE] > 0.0:
+                    e = -e  # forward axis points backward: left/right mirrored
+                ae = abs(e)
+                if f[_EV_SCALE] <= 0.0:
+                    f[_EV_SCALE] = ae if ae > 0.0 else 1.0
+                else:
+                    f[_EV_SCALE] += 0.05 * (ae - f[_EV_SCALE])
+                par = 1.0 if j % 2 == 0 else -1.0
+                f[_SIDE_S] = p.side_forget * f[_SIDE_S] + par * e / max(f[_EV_SCALE], 1e-9)
+        if f[_SIDE_S] != 0.0:
             par = 1.0 if j % 2 == 0 else -1.0
-            f[_SIDE_S] = p.side_forget * f[_SIDE_S] + par * e / max(f[_EV_SCALE], 1e-9)
             sgn = p.side_sign_run if ics[r, _IC_MODE] == MODE_RUN else p.side_sign_walk
             sc = sgn * par * f[_SIDE_S]
             side = SIDE_LEFT if sc >= 0.0 else SIDE_RIGHT
@@ -454,6 +482,24 @@ def _add_ic(
 
 
 @njit(**NJIT_OPTS)
+def _onset(c1: float, c2: float, c3: float, max_p: float) -> float:
+    """Onset t0 of x ~ (t - t0)^p from its crossing times c1 < c2 < c3 of the levels L, 2L, 4L.
+
+    (c3 - c2) / (c2 - c1) = 2^(1/p); p is clipped to [1, max_p] (p = 1: linear extrapolation).
+    Falls back to c1 when the crossings are not ordered."""
+    if c1 < -1e17:
+        return c2 if c2 > -1e17 else c3
+    d1 = c2 - c1
+    d2 = c3 - c2
+    if not (d1 > 0.0 and d2 > 0.0):
+        return c1
+    r = d2 / d1
+    rmin = 2.0 ** (1.0 / max_p)
+    r = min(max(r, rmin), 2.0)
+    return c1 - d1 / (r - 1.0)
+
+
+@njit(**NJIT_OPTS)
 def _biquad(x: float, c: NDArray[np.float64], o: int, f: NDArray[np.float64], z: int) -> float:
     y = c[o] * x + f[z]
     f[z] = c[o + 1] * x - c[o + 3] * y + f[z + 1]
@@ -516,6 +562,9 @@ def _gait_kernel(
             f[_D2] = 0.0
             f[_UNL_MIN] = x
             f[_CROSS_N] = -1e18
+            for q in range(3):
+                f[_RC1 + q] = -1e18
+                f[_FC1 + q] = -1e18
             st[_PHASE] = 0
             st[_PEND] = 0
         xf = _biquad(x, coef, 0, f, _ZF1)
@@ -533,31 +582,55 @@ def _gait_kernel(
         xp = f[_XF_PREV]
         if st[_PHASE] == 0:
             f[_UNL_MIN] = min(f[_UNL_MIN], xf)
-            lev = max(f[_UNL_MIN], 0.0) + p.ic_level_g
-            if xp < lev <= xf and xp < lev:
+            base = max(f[_UNL_MIN], 0.0)
+            lev = base + p.ic_level_g
+            if xp < lev <= xf:
                 f[_CROSS_N] = cnt - 1 + (lev - xp) / (xf - xp)
-            if (
-                xf > p.load_g
-                and f[_UNL_MIN] < p.flight_max_g
-                and cnt - f[_CROSS_N] <= p.max_rise_s * fs
-            ):
-                n_ic = f[_CROSS_N] - gdf + p.run_ic_offset_s * fs
+            if p.onset_fit:
+                for q in range(3):
+                    lq = base + p.fit_level_g * (1 << q)
+                    if xp < lq <= xf:
+                        f[_RC1 + q] = cnt - 1 + (lq - xp) / (xf - xp)
+                c_ref = f[_RC3]
+            else:
+                c_ref = f[_CROSS_N]
+            if xf > p.load_g and f[_UNL_MIN] < p.flight_max_g and cnt - c_ref <= p.max_rise_s * fs:
+                if p.onset_fit:
+                    n_ic = _onset(f[_RC1], f[_RC2], f[_RC3], p.fit_max_p) - gdf
+                else:
+                    n_ic = f[_CROSS_N] - gdf
+                n_ic += p.run_ic_offset_s * fs
                 st[_PHASE] = 1
-                f[_TO_LEVEL] = max(f[_UNL_MIN], 0.0) + p.to_level_g
+                f[_FLIGHT] = base
+                f[_TO_LEVEL] = base + (p.fit_level_g if p.onset_fit else p.to_level_g)
                 f[_LAST_RUN_IC] = cnt
                 st[_PEND] = 0
+                for q in range(3):
+                    f[_FC1 + q] = -1e18
                 ne, ns = _add_ic(
                     n_ic, MODE_RUN, f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns
                 )
         else:
             lev = f[_TO_LEVEL]
+            if p.onset_fit:
+                for q in range(1, 3):
+                    lq = f[_FLIGHT] + p.fit_level_g * (1 << q)
+                    if xf < lq <= xp:
+                        f[_FC1 + q] = cnt - 1 + (xp - lq) / (xp - xf)
             if xf < lev <= xp and st[_BOUT] > 0:
                 rr = (st[_BOUT] - 1) % NB
-                n_to = cnt - 1 + (xp - lev) / (xp - xf) - gdf + p.run_to_offset_s * fs
+                n_cr = cnt - 1 + (xp - lev) / (xp - xf)
+                if p.onset_fit:
+                    n_to = -_onset(-n_cr, -f[_FC2], -f[_FC3], p.fit_max_p) - gdf
+                else:
+                    n_to = n_cr - gdf
+                n_to += p.run_to_offset_s * fs
                 if n_to - ics[rr, _IC_N] >= p.min_contact_s * fs:
                     st[_PHASE] = 0
                     f[_UNL_MIN] = xf
                     f[_CROSS_N] = -1e18
+                    for q in range(3):
+                        f[_RC1 + q] = -1e18
                     if ics[rr, _IC_MODE] == MODE_RUN and ics[rr, _IC_TODONE] == 0.0:
                         if st[_EVOPEN] == 1:
                             ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
@@ -569,6 +642,8 @@ def _gait_kernel(
                 st[_PHASE] = 0
                 f[_UNL_MIN] = xf
                 f[_CROSS_N] = -1e18
+                for q in range(3):
+                    f[_RC1 + q] = -1e18
         f[_XF_PREV] = xf
         # ---- walking detector (vertical jerk peaks) -------------------------------------
         d0 = (xs - f[_XS_PREV]) * fs

@@ -444,7 +444,7 @@ class AlertEngine:
                     math.inf,
                     0.0,
                     1,
-                )  # type: ignore[arg-type]
+                )
         if c.contact_time_max_s is not None:
             hy = c.contact_time_max_hysteresis_s
             self._add(
@@ -495,7 +495,7 @@ class AlertEngine:
                     c.pelvic_drop_critical_deg,
                     self._ewma_sd(m.resid_sd, True, b),
                 )
-                self._add(f"drop:{sd}", CODE_DROP, METRIC_DROP, sd, "pelvic_drop", w, cr, off)  # type: ignore[arg-type]
+                self._add(f"drop:{sd}", CODE_DROP, METRIC_DROP, sd, "pelvic_drop", w, cr, off)
         ml, mr = b.model("pelvic_drop_deg", "left"), b.model("pelvic_drop_deg", "right")
         if ml is not None and mr is not None:
             sd_ = math.hypot(
@@ -775,9 +775,9 @@ def _message(
     dev = abs(r.deviation)
     texts: dict[str, Callable[[], tuple[str, str]]] = {
         CODE_DROP: lambda: (
-            f"pelvic drop in {side}-foot stance {sign}{dev:.1f} deg ({r.value:.1f} vs usual {r.baseline:.1f}; "
-            f"{_OTHER.get(side, 'other')} hip sagging) since {since}",
-            f"shorten your stride, {_cadence_cue(b)}, squeeze the {side} glute",
+            f"pelvic drop in {side}-foot stance {sign}{dev:.1f} deg since {since} "
+            f"({_OTHER.get(side, 'other')} hip sagging)",
+            f"shorten your stride, {_cadence_cue(b)}",
         ),
         CODE_DROP_ASYM: lambda: (
             f"pelvic drop uneven: {side}-foot stance {dev:.1f} deg more than usual vs the other side "

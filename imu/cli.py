@@ -542,6 +542,17 @@ def _as_step_array(steps: Any) -> Any:
     return out
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (BLE, MQTT)."""
+    from imu.cli_ble import bridge, live
+
+    cli.add_command(live)
+    cli.add_command(bridge)
+
+
+_register_commands()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``imu`` console script."""
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")

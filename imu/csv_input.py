@@ -8,8 +8,8 @@ one-line reason; nothing here prints a traceback.
 from __future__ import annotations
 
 import math
-import warnings
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal

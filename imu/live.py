@@ -221,17 +221,25 @@ async def run_live(
         if parsed is not None and link.clock.ready:
             header, _samples = parsed
             start_utc_s = link.clock.to_utc(link.unwrapper.peek(header["t0_us"]) / 1e6)
+        drift_ppm = link.clock.estimate().drift_ppm if link.clock.ready else 0.0
         info = SessionInfo(
             session_id=session_id,
             runner=runner,
             device=device_label,
             source="ble",
             start_utc_s=start_utc_s,
+            clock_drift_ppm=drift_ppm,
             metadata={"address": device.address, "config": _config_dict(link)},
         )
         if writer is not None:
             writer.write_event(
-                time.time(), {"type": "session", "start_utc_s": start_utc_s, "session": session_id}
+                time.time(),
+                {
+                    "type": "session",
+                    "start_utc_s": start_utc_s,
+                    "clock_drift_ppm": drift_ppm,
+                    "session": session_id,
+                },
             )
         return Pipeline(
             info,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from dsp.analyzer import AnalyzerOutput, GaitAnalyzer
 
+from dsp.analyzer import AnalyzerOutput, GaitAnalyzer
 from dsp.types import (
     ACTIVITY_NAMES,
     EVENT_DTYPE,
@@ -47,13 +47,19 @@ AlertCallback = Callable[[list[Alert]], None]
 
 @dataclass(slots=True)
 class SessionInfo:
-    """Who and what a session is. ``start_utc_s`` is the UTC time of sensor time 0 of the session."""
+    """Who and what a session is.
+
+    ``start_utc_s`` is the UTC time of session time 0 (the first sample); a session time t maps to
+    ``start_utc_s + t * (1 + clock_drift_ppm * 1e-6)`` (the sensor clock's rate error, from clock
+    sync), so results carry sensor-clock times mapped to UTC, never packet arrival times.
+    """
 
     session_id: str
     runner: str = "runner"
     device: str = "unknown"
     source: str = "unknown"
     start_utc_s: float = 0.0
+    clock_drift_ppm: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -217,7 +223,7 @@ class Pipeline:
             sink.write(records)
 
     def _time_ns(self, t_s: float) -> int:
-        return round((self.info.start_utc_s + t_s) * 1e9)
+        return round((self.info.start_utc_s + t_s * (1.0 + self.info.clock_drift_ppm * 1e-6)) * 1e9)
 
     def _tags(self, **extra: str) -> dict[str, str]:
         tags = {

@@ -427,6 +427,9 @@ class BridgeServer:
             except* aiomqtt.MqttError as eg:
                 log.warning("broker connection lost or refused: %s", eg.exceptions[0])
             self._on_disconnected()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # aiomqtt may turn a cancelled connect into MqttError
             if connected_at is not None and time.monotonic() - connected_at > 5.0:
                 attempt = 0
             delay = self._rng.uniform(

@@ -51,10 +51,9 @@ def simulate_session(
     progress: Progress | None = None,
 ) -> PipelineResult:
     """Simulate a run and process its packets in arrival order, as a live session would."""
-    from simulators.sensor import SensorConfig
-
     from firmware_interface.recording import RecordingWriter
     from simulators import simulate_run
+    from simulators.sensor import SensorConfig
 
     run = simulate_run(minutes, seed, sensor=SensorConfig(sample_rate_hz=rate_hz, seed=seed))
     start_utc_s = time.time()
@@ -106,14 +105,18 @@ def replay_session(
     rx_times, payloads = reader.packets()
     if reader.truncated and warn is not None:
         warn(f"{path}: recording is cut off; processing its {len(payloads)} complete packets")
-    meta = reader.metadata
+    meta = dict(reader.metadata)
+    for _rx, event in reader.events():  # a live session records its clock mapping as an event
+        if event.get("type") == "session":
+            meta.update({k: v for k, v in event.items() if k in ("start_utc_s", "clock_drift_ppm")})
     info = SessionInfo(
         session_id=str(meta.get("session", Path(path).stem)),
         runner=str(meta.get("runner", "runner")),
         device=str(meta.get("device", "unknown")),
         source="replay",
         start_utc_s=float(meta.get("start_utc_s", rx_times[0] if len(rx_times) else 0.0)),
-        metadata=dict(meta),
+        clock_drift_ppm=float(meta.get("clock_drift_ppm", 0.0)),
+        metadata=meta,
     )
     pipeline = Pipeline(info, _sinks(sink))
     task = progress.add_task("replaying", total=len(payloads)) if progress else None

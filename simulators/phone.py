@@ -228,6 +228,9 @@ class _Phone:
                             self.done.set()
                         reader.cancel()
             except* aiomqtt.MqttError as eg:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
                 attempt += 1
                 if attempt > self.cfg.max_connect_attempts:
                     raise

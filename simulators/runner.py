@@ -148,6 +148,8 @@ class RunnerProfile:
     mean_tilt_deg: float = 10.0  # posture (anterior tilt), also while standing/walking
     ml_sway_m: float = 0.015  # +- lateral excursion toward the stance side
     braking_mps2: float = 4.0  # amplitude of the stance AP deceleration
+    impact_ratio: float = 0.6  # impact pulse peak / active force peak (0 = no impact transient)
+    impact_fraction: float = 0.15  # impact pulse length / contact time
     contact_asymmetry: float = 1.0  # contact time LEFT / RIGHT
     step_time_jitter: float = 0.01  # relative SD per step
     contact_time_jitter: float = 0.015  # relative SD per step
@@ -166,6 +168,8 @@ class RunnerProfile:
             "vertical_oscillation_m": 0.0 <= self.vertical_oscillation_m < 0.3,
             "contact_asymmetry": 0.5 < self.contact_asymmetry < 2.0,
             "turn_wavelength_m": self.turn_wavelength_m > 0,
+            "impact_ratio": 0.0 <= self.impact_ratio <= 3.0,
+            "impact_fraction": 0.02 <= self.impact_fraction <= 0.5,
         }
         for name, ok in checks.items():
             if not ok:
@@ -306,29 +310,56 @@ def _force_consts(p: F8) -> tuple[F8, F8]:
     return b1, b2
 
 
+def _impact(u: F8, w: float) -> tuple[F8, F8, F8]:
+    """Impact pulse sin^2(pi u / w) on [0, w] (u = stance fraction), its integral and double
+    integral from 0 (elementary closed forms)."""
+    uc = np.minimum(u, w)
+    arg = 2.0 * np.pi * uc / w
+    i = np.where(u < w, np.sin(np.pi * uc / w) ** 2, 0.0)
+    i0 = uc / 2.0 - w / (4.0 * np.pi) * np.sin(arg)
+    i00 = uc * uc / 4.0 + w * w / (8.0 * np.pi**2) * (np.cos(arg) - 1.0) + (w / 2.0) * (u - uc)
+    return i, i0, i00
+
+
+def _stance_moments(b1: F8, lam: float, w: float) -> tuple[F8, F8]:
+    """H0 = int_0^1 h, H1 = int_0^1 u h(u) du of the stance shape h = f_p + lam * impact."""
+    return b1 + lam * w / 2.0, b1 / 2.0 + lam * w * w / 4.0
+
+
 def _bump_kin(
-    tau: F8, c: F8, v0: F8, amp: F8, p: F8, b1: F8, b2: F8, *, level: int
+    tau: F8,
+    c: F8,
+    v0: F8,
+    amp: F8,
+    p: F8,
+    b1: F8,
+    b2: F8,
+    *,
+    lam: float,
+    w: float,
+    level: int,
 ) -> tuple[F8, F8, F8]:
     """(z, vz, az) of a running step at ``tau`` s after initial contact (z = 0 at contact).
 
-    ``level`` 0: only az (z, vz NaN); 1: vz and az; 2: all.
+    Stance force per unit mass ``amp * (f_p(u) + lam * impact(u))``.  ``level`` 0: only az
+    (z, vz NaN); 1: vz and az; 2: all.
     """
     u = np.clip(tau / c, 0.0, 1.0)
     stance = tau < c
-    f = np.where(stance, (4.0 * u * (1.0 - u)) ** p, 0.0)
+    imp, imp0, imp00 = _impact(u, w)
+    f = np.where(stance, (4.0 * u * (1.0 - u)) ** p + lam * imp, 0.0)
     az = amp * f - G_MPS2
     nan = np.full_like(tau, np.nan)
     if level == 0:
         return nan, nan, az
     i1 = betainc(p + 1.0, p + 1.0, u)
-    vz = v0 - G_MPS2 * tau + amp * c * b1 * i1
+    vz = v0 - G_MPS2 * tau + amp * c * (b1 * i1 + lam * imp0)
     if level == 1:
         return nan, vz, az
     i2 = betainc(p + 2.0, p + 1.0, u)
-    phi = u * b1 * i1 - b2 * i2  # double integral of f over [0, u]
-    z_st = amp * c * c * phi
-    z_fl = amp * c * c * 0.5 * b1 + amp * c * b1 * (tau - c)
-    z = v0 * tau - 0.5 * G_MPS2 * tau * tau + np.where(stance, z_st, z_fl)
+    phi = u * b1 * i1 - b2 * i2 + lam * imp00  # double integral of the shape over [0, u]
+    h0 = b1 + lam * w / 2.0
+    z = v0 * tau - 0.5 * G_MPS2 * tau * tau + amp * c * c * phi + amp * c * h0 * (tau - c * u)
     return z, vz, az
 
 
@@ -346,33 +377,35 @@ _DUTY_GRID = np.linspace(0.2, 0.96, 39)
 _P_GRID = np.geomspace(P_MIN, P_MAX, 48)
 
 
-@lru_cache(maxsize=1)
-def _vo_table() -> F8:
+@lru_cache(maxsize=8)
+def _vo_table(lam: float, w: float) -> F8:
     """Steady-state VO / (g T^2) on (_DUTY_GRID, _P_GRID) (T = 1, g = 1 by scaling)."""
     d = _DUTY_GRID[:, None, None]
     p = _P_GRID[None, :, None]
     u = np.linspace(0.0, 1.0, 257)[None, None, :]
     b1, b2 = _force_consts(p)
-    amp = 1.0 / (d * b1)
-    v0 = -(1.0 - d) / 2.0
-    tau = u * d
-    i1 = betainc(p + 1.0, p + 1.0, u)
-    i2 = betainc(p + 2.0, p + 1.0, u)
-    z = v0 * tau - 0.5 * tau * tau + amp * d * d * (u * b1 * i1 - b2 * i2)
+    h0, h1 = _stance_moments(b1, lam, w)
+    amp = G_MPS2 / (d * h0)
+    v0 = G_MPS2 * (-0.5 + d * h1 / h0)  # periodic contact velocity -g T / 2 + g c H1 / H0
+    shape = np.broadcast_shapes(d.shape, p.shape, u.shape)
+    args = [np.broadcast_to(x, shape) for x in (u * d, d, v0, amp, p, b1, b2)]
+    z, vz, _ = _bump_kin(*args, lam=lam, w=w, level=2)
+    g_scale = G_MPS2  # _bump_kin uses the real g: rescale to g = 1 units
+    z = z / g_scale
     z_to = z[..., -1]
-    v_to = (v0 - d + amp * d * b1)[..., 0]
+    v_to = vz[..., -1] / g_scale
     apex = np.where(v_to > 0, z_to + 0.5 * v_to**2, z_to)
     zmax = np.maximum(np.maximum(z.max(axis=-1), apex), 0.0)
     return np.asarray(zmax - z.min(axis=-1), dtype=np.float64)
 
 
-def _choose_p(duty: F8, target: F8) -> tuple[F8, npt.NDArray[np.bool_]]:
+def _choose_p(duty: F8, target: F8, lam: float, w: float) -> tuple[F8, npt.NDArray[np.bool_]]:
     """Shape parameter per step for VO/(g T^2) = target; returns (p, clamped)."""
-    table = _vo_table()
+    table = _vo_table(lam, w)
     pos = np.interp(duty, _DUTY_GRID, np.arange(_DUTY_GRID.size))
     i0 = np.clip(np.floor(pos).astype(np.intp), 0, _DUTY_GRID.size - 2)
-    w = (pos - i0)[:, None]
-    rows = (1.0 - w) * table[i0] + w * table[i0 + 1]  # (n, np) increasing in p
+    wt = (pos - i0)[:, None]
+    rows = (1.0 - wt) * table[i0] + wt * table[i0 + 1]  # (n, np) increasing in p
     rows = np.maximum.accumulate(rows, axis=1)
     lo, hi = rows[:, 0], rows[:, -1]
     clamped = (target < lo) | (target > hi)
@@ -450,6 +483,8 @@ class RunnerMotion:
         self.layout = layout_segments(segments, self.duration_s)
         self.mean_tilt_deg = profile.mean_tilt_deg
         self.stats: dict[str, int] = {"vo_clamped_steps": 0, "contact_clamped_steps": 0}
+        self._lam = float(profile.impact_ratio)
+        self._w = float(profile.impact_fraction)
         closing_t, closing_side, speed_knots = self._schedule(rng)
         self.closing_ic = np.asarray(closing_t, dtype=np.float64)
         self.closing_side = np.asarray(closing_side, dtype=np.int8)
@@ -639,7 +674,9 @@ class RunnerMotion:
         bump = st.vmode == _VMODE_BUMP
         if bump.any():
             duty = st.contact[bump] / st.dur[bump]
-            p, clamped = _choose_p(duty, st.vo[bump] / (G_MPS2 * st.dur[bump] ** 2))
+            p, clamped = _choose_p(
+                duty, st.vo[bump] / (G_MPS2 * st.dur[bump] ** 2), self._lam, self._w
+            )
             st.p[bump] = p
             st.b1[bump], st.b2[bump] = _force_consts(p)
             n_cl = int(clamped.sum())
@@ -654,10 +691,16 @@ class RunnerMotion:
                 v, prev_bout = 0.0, int(st.bout[k])
             st.v0[k] = v
             if st.vmode[k] == _VMODE_BUMP:
-                alpha = 1.0 - con[k] / (2.0 * dur[k])
-                v_next = (-G_MPS2 * (dur[k] - con[k]) / 2.0 - (1.0 - alpha) * v) / alpha
-                st.amp[k] = (G_MPS2 * dur[k] + v_next - v) / (con[k] * b1[k])
-                v = v_next
+                # impulse: amp c H0 = g T + dv; same height at the next contact:
+                # v T - g T^2 / 2 + amp c (T H0 - c H1) = 0  ->  dv (converges: |factor| < 1)
+                h0, h1 = _stance_moments(b1[k], self._lam, self._w)
+                arm = dur[k] - con[k] * h1 / h0
+                dv = (
+                    -(v * dur[k] + 0.5 * G_MPS2 * dur[k] ** 2 - G_MPS2 * dur[k] * (dur[k] - arm))
+                    / arm
+                )
+                st.amp[k] = (G_MPS2 * dur[k] + dv) / (con[k] * h0)
+                v = v + dv
             else:
                 v = 0.0
         if np.any(st.amp[bump] <= 0):
@@ -766,6 +809,8 @@ class RunnerMotion:
                     st.p[j],
                     st.b1[j],
                     st.b2[j],
+                    lam=self._lam,
+                    w=self._w,
                     level=2 if position else 0,
                 )
             else:
@@ -976,11 +1021,11 @@ class RunnerMotion:
             out[cos] = z.max(axis=1) - z.min(axis=1)
         bump = ~cos
         if bump.any():
-            out[bump] = _bump_vo(st, idx[bump])
+            out[bump] = _bump_vo(st, idx[bump], self._lam, self._w)
         return out
 
 
-def _bump_vo(st: _Steps, k: npt.NDArray[np.intp]) -> F8:
+def _bump_vo(st: _Steps, k: npt.NDArray[np.intp], lam: float, w: float) -> F8:
     """Exact VO of running steps: the extrema are the roots of vz in stance (bracketed on a
     coarse grid, then bisected), the contacts, the toe-off and the flight apex."""
     c, dur, v0, amp, p, b1, b2 = (
@@ -988,11 +1033,11 @@ def _bump_vo(st: _Steps, k: npt.NDArray[np.intp]) -> F8:
     )
 
     def kin(tau: F8, level: int) -> tuple[F8, F8, F8]:
-        return _bump_kin(tau, c, v0, amp, p, b1, b2, level=level)
+        return _bump_kin(tau, c, v0, amp, p, b1, b2, lam=lam, w=w, level=level)
 
     u = np.linspace(0.0, 1.0, 33)
     cols = [c[:, None], v0[:, None], amp[:, None], p[:, None], b1[:, None], b2[:, None]]
-    vz = _bump_kin(u[None, :] * cols[0], *cols, level=1)[1]
+    vz = _bump_kin(u[None, :] * cols[0], *cols, lam=lam, w=w, level=1)[1]
     cand_max = [np.zeros(k.size)]
     cand_min = [np.zeros(k.size)]
     for rising in (True, False):

@@ -78,6 +78,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             f"max_queued_messages {max_queued_messages}",
             "max_inflight_messages 100",
+            "set_tcp_nodelay true",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

@@ -110,8 +110,9 @@ def test_clock_sync_error_with_round_trips(capsys: pytest.CaptureFixture[str], s
     with capsys.disabled():
         print(f"\nclock sync, 50 ppm drift, 5-30 ms delays, bursts, TIME_SYNC every 10 s: {res}")
     assert abs(res["drift_ppm"] + DRIFT_PPM) < 2.0  # sensor fast -> negative host-vs-sensor slope
-    assert res["causal_max_ms"] < 1.5
-    assert res["offline_max_ms"] < 0.5
+    assert res["causal_rms_ms"] < 1.0
+    assert res["causal_max_ms"] < 3.0
+    assert res["offline_max_ms"] < 1.0
 
 
 def test_clock_sync_error_packets_only(capsys: pytest.CaptureFixture[str]) -> None:

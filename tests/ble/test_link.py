@@ -143,9 +143,12 @@ async def test_powered_but_not_advertising_then_connect_times_out() -> None:
 
 async def test_packet_loss_is_counted(sim_sensor: SimulatedSensor) -> None:
     async with SensorLink(sim_sensor.address, reconnect=FAST, **SIM_BACKENDS) as link:
+        injected = False
 
         def inject(count: int) -> None:
-            if count >= 10 and sim_sensor.state.skipped == 0:
+            nonlocal injected
+            if count >= 10 and not injected:
+                injected = True
                 sim_sensor.lose_packets(7)
 
         packets = await collect(link, 60, on_count=inject)

@@ -86,12 +86,12 @@ def synth_steps(
     n = len(rows)
     arr = np.zeros(n, STEP_DTYPE)
     tt = np.array([r[0] for r in rows])
-    act = np.array([r[1] for r in rows])
+    acts = np.array([r[1] for r in rows])
     sd = np.array([r[2] for r in rows])
-    v = np.array([r[3] for r in rows])
-    run = act == Activity.RUNNING
+    vv = np.array([r[3] for r in rows])
+    run = acts == Activity.RUNNING
     f = ramp.level(tt) if ramp is not None else np.zeros(n)
-    st = np.diff(np.append(tt, tt[-1] + 0.35)) if n else tt
+    step_t = np.diff(np.append(tt, tt[-1] + 0.35)) if n else tt
     # slow wander of the form
     wander = np.zeros(n)
     a = np.exp(-0.35 / 120.0)
@@ -101,14 +101,14 @@ def synth_steps(
     cad_f = 1 - (ramp.cadence_pct / 100 if ramp else 0.0) * f
     arr["time_s"] = tt
     arr["side"] = sd
-    arr["activity"] = act
-    arr["cadence_spm"] = 60.0 / st * cad_f
-    ct_run = (contact0_s - 0.023 * (v - 3.3)) * (1 + (ramp.contact_pct / 100 if ramp else 0.0) * f)
+    arr["activity"] = acts
+    arr["cadence_spm"] = 60.0 / step_t * cad_f
+    ct_run = (contact0_s - 0.023 * (vv - 3.3)) * (1 + (ramp.contact_pct / 100 if ramp else 0.0) * f)
     ct_run = ct_run + 0.006 * rng.standard_normal(n)
     arr["contact_time_s"] = np.where(run, ct_run, 0.62 + 0.02 * rng.standard_normal(n))
-    arr["flight_time_s"] = st - arr["contact_time_s"]
+    arr["flight_time_s"] = step_t - arr["contact_time_s"]
     arr["vertical_oscillation_m"] = np.where(
-        run, vo0_m - 0.004 * (v - 3.3) + 0.003 * rng.standard_normal(n), 0.035
+        run, vo0_m - 0.004 * (vv - 3.3) + 0.003 * rng.standard_normal(n), 0.035
     )
     base_drop = np.where(sd == Side.LEFT, drop0_deg[0], drop0_deg[1])
     grow = np.zeros(n)
@@ -119,7 +119,7 @@ def synth_steps(
             else sd == (Side.LEFT if ramp.side == "left" else Side.RIGHT)
         )
         grow = np.where(mask, ramp.drop_deg * f, 0.0)
-    drop = base_drop + 0.3 * (v - 3.3) + wander + grow + drop_sd_deg * rng.standard_normal(n)
+    drop = base_drop + 0.3 * (vv - 3.3) + wander + grow + drop_sd_deg * rng.standard_normal(n)
     arr["pelvic_drop_deg"] = np.where(run, drop, 2.0 + 0.5 * rng.standard_normal(n))
     arr["pelvic_rotation_deg"] = 12 + 1.0 * rng.standard_normal(n)
     arr["pelvic_tilt_deg"] = 6 + 0.7 * rng.standard_normal(n)

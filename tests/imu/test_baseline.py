@@ -149,6 +149,7 @@ def test_reuse_across_sessions_carries_pace_slope(tmp_path: Path) -> None:
     with_usual = run_alerts(steps2, cfg, store.load("ana"))[1].baseline
     assert alone is not None
     assert with_usual is not None
-    assert abs(alone.model("pelvic_drop_deg").slope) < 10  # population prior: 0  # type: ignore[union-attr]
+    # alone: the population prior (0)
+    assert abs(alone.model("pelvic_drop_deg").slope) < 10  # type: ignore[union-attr]
     assert with_usual.model("pelvic_drop_deg").slope > 0.6 * s1_slope  # type: ignore[union-attr]
     assert usual.runner == "ana"

@@ -44,33 +44,45 @@ HEADER = "time_s,acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z"
 
 def test_missing_columns(runner: CliRunner, tmp_path: Path) -> None:
     p = _write_csv(tmp_path / "a.csv", "time_s,acc_x,acc_y", _standing()[:, :3])
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "missing column(s) acc_z")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]),
+        "missing column(s) acc_z",
+    )
 
 
 def test_non_monotonic_time(runner: CliRunner, tmp_path: Path) -> None:
     rows = _standing()
     rows[50, 0] = rows[48, 0]
     p = _write_csv(tmp_path / "a.csv", HEADER, rows)
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "not strictly increasing")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]),
+        "not strictly increasing",
+    )
 
 
 def test_nan(runner: CliRunner, tmp_path: Path) -> None:
     rows = _standing()
     rows[10, 2] = np.nan
     p = _write_csv(tmp_path / "a.csv", HEADER, rows)
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "NaN")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "NaN"
+    )
 
 
 def test_empty_file(runner: CliRunner, tmp_path: Path) -> None:
     p = tmp_path / "a.csv"
     p.write_text("")
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "empty")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "empty"
+    )
 
 
 def test_header_only(runner: CliRunner, tmp_path: Path) -> None:
     p = tmp_path / "a.csv"
     p.write_text(HEADER + "\n")
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "no data rows")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "no data rows"
+    )
 
 
 def test_non_numeric(runner: CliRunner, tmp_path: Path) -> None:
@@ -78,34 +90,48 @@ def test_non_numeric(runner: CliRunner, tmp_path: Path) -> None:
     lines = p.read_text().splitlines()
     lines[5] = lines[5].replace(lines[5].split(",")[3], "abc", 1)
     p.write_text("\n".join(lines) + "\n")
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "non-numeric value 'abc'")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]),
+        "non-numeric value 'abc'",
+    )
 
 
 def test_acc_in_g_passed_as_mps2(runner: CliRunner, tmp_path: Path) -> None:
     p = _write_csv(tmp_path / "a.csv", HEADER, _standing(g=1.0))
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "--acc-unit g")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")]), "--acc-unit g"
+    )
 
 
 def test_acc_in_mps2_passed_as_g(runner: CliRunner, tmp_path: Path) -> None:
     p = _write_csv(tmp_path / "a.csv", HEADER, _standing())
-    result = runner.invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o"), "--acc-unit", "g"])
+    result = runner.invoke(
+        cli, ["analyze", str(p), "--out", str(tmp_path / "o"), "--acc-unit", "g"]
+    )
     _assert_one_line_error(result, "--acc-unit mps2")
 
 
 def test_missing_file(runner: CliRunner, tmp_path: Path) -> None:
-    _assert_one_line_error(runner.invoke(cli, ["analyze", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]), "no such file")
+    _assert_one_line_error(
+        runner.invoke(cli, ["analyze", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]),
+        "no such file",
+    )
 
 
 def test_random_bytes_as_recording(runner: CliRunner, tmp_path: Path) -> None:
     p = tmp_path / "junk.rec"
     p.write_bytes(os.urandom(4096))
-    _assert_one_line_error(runner.invoke(cli, ["replay", str(p), "--out", str(tmp_path / "o")]), str(p))
+    _assert_one_line_error(
+        runner.invoke(cli, ["replay", str(p), "--out", str(tmp_path / "o")]), str(p)
+    )
 
 
 def test_empty_recording(runner: CliRunner, tmp_path: Path) -> None:
     p = tmp_path / "empty.rec"
     p.write_bytes(b"")
-    _assert_one_line_error(runner.invoke(cli, ["replay", str(p), "--out", str(tmp_path / "o")]), str(p))
+    _assert_one_line_error(
+        runner.invoke(cli, ["replay", str(p), "--out", str(tmp_path / "o")]), str(p)
+    )
 
 
 def test_standing_gives_no_steps(runner: CliRunner, tmp_path: Path) -> None:

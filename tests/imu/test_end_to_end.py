@@ -21,7 +21,18 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("e2e")
     runner = CliRunner(env={"IMU_HOME": str(d / "home")})
     result = runner.invoke(
-        cli, ["simulate", "--minutes", "2", "--seed", "7", "--record", str(d / "run.rec"), "--out", str(d / "live")]
+        cli,
+        [
+            "simulate",
+            "--minutes",
+            "2",
+            "--seed",
+            "7",
+            "--record",
+            str(d / "run.rec"),
+            "--out",
+            str(d / "live"),
+        ],
     )
     assert result.exit_code == 0, result.output + result.stderr
     return d
@@ -87,9 +98,12 @@ def test_truncated_recording_processed_with_warning(session_dir: Path) -> None:
     cut.write_bytes(data[: len(data) // 2 + 7])
     r = _invoke(d, "replay", str(cut), "--out", str(d / "cut"))
     assert r.exit_code == 0, r.output + r.stderr
-    assert "warning" in r.stderr and "cut off" in r.stderr
+    assert "warning" in r.stderr
+    assert "cut off" in r.stderr
     n_cut = len((d / "cut" / "steps.csv").read_text().splitlines()) - 1
-    n_full = len((d / "A" / "steps.csv").read_text().splitlines()) - 1 if (d / "A").exists() else 300
+    n_full = (
+        len((d / "A" / "steps.csv").read_text().splitlines()) - 1 if (d / "A").exists() else 300
+    )
     assert 50 < n_cut < n_full
 
 
@@ -109,7 +123,9 @@ def _sim_csv(path: Path, *, gyro: bool, minutes: float = 1.5, seed: int = 3) -> 
 
 def test_analyze_contract_with_gyro(tmp_path: Path) -> None:
     p = _sim_csv(tmp_path / "run.csv", gyro=True)
-    r = CliRunner(env={"IMU_HOME": str(tmp_path)}).invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o")])
+    r = CliRunner(env={"IMU_HOME": str(tmp_path)}).invoke(
+        cli, ["analyze", str(p), "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 0, r.output + r.stderr
     out = tmp_path / "o"
     assert (out / "events.csv").read_text().splitlines()[0] == "time_s,event,side"
@@ -123,7 +139,9 @@ def test_analyze_contract_with_gyro(tmp_path: Path) -> None:
 
 def test_analyze_accelerometer_only(tmp_path: Path) -> None:
     p = _sim_csv(tmp_path / "run.csv", gyro=False)
-    r = CliRunner(env={"IMU_HOME": str(tmp_path)}).invoke(cli, ["analyze", str(p), "--out", str(tmp_path / "o"), "--no-store"])
+    r = CliRunner(env={"IMU_HOME": str(tmp_path)}).invoke(
+        cli, ["analyze", str(p), "--out", str(tmp_path / "o"), "--no-store"]
+    )
     assert r.exit_code == 0, r.output + r.stderr
     steps = list(csv.DictReader((tmp_path / "o" / "steps.csv").open()))
     assert len(steps) > 150
