@@ -126,7 +126,9 @@ def score_simulated(run: Any, out: Any, warmup_s: float = 3.0) -> dict[str, Any]
     return res
 
 
-def eval_simulator(n_seeds: int, minutes: float = 2.0, seed0: int = 100) -> dict[str, Any]:
+def eval_simulator(
+    n_seeds: int, minutes: float = 2.0, seed0: int = 100, params: AnalyzerParams | None = None
+) -> dict[str, Any]:
     """Project simulator: random mountings, 100/200/400 Hz, sensor variants, packet path."""
     acc_: dict[str, dict[str, list[Any]]] = {"run": {}, "walk": {}}
     k = 0
@@ -136,7 +138,7 @@ def eval_simulator(n_seeds: int, minutes: float = 2.0, seed0: int = 100) -> dict
             vname, kw = SIM_VARIANTS[k % len(SIM_VARIANTS)]
             k += 1
             run, t, a, g = simulated_samples(minutes, seed0 + s, rate, **kw)
-            out = analyze(t, a, g, sample_rate_hz=float(rate))
+            out = analyze(t, a, g, sample_rate_hz=float(rate), params=params)
             sc = score_simulated(run, out)
             for name in ("run", "walk"):
                 if sc[name] is None:

@@ -82,7 +82,7 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         st = state[r["runner"]]
         async for msg in client.messages:
             now = time.monotonic()
-            obj = json.loads(msg.payload)  # type: ignore[arg-type]
+            obj = json.loads(msg.payload)
             if obj["type"] == "steps":
                 sent = st["sent"]
                 b = obj.get("batch")

@@ -117,7 +117,8 @@ class GaitParams(NamedTuple):
     fc_slow_hz: float = 3.0  # low-pass for the walking jerk detector
     onset_fit: bool = True  # running IC/TO = power-law onset fit (else single level crossings)
     fit_level_g: float = 0.05  # L of the onset fit: crossings of flight + L, 2L, 4L (g)
-    fit_max_p: float = 4.0  # exponent range [1, fit_max_p] of the fitted onset x ~ (t - t0)^p
+    fit_max_p: float = 4.0  # exponent range [1, fit_max_p] of the fitted IC onset x ~ (t - t0)^p
+    fit_max_p_to: float = 4.0  # same for the TO (end of loading, fitted backwards in time)
     ic_level_g: float = 0.5  # IC level above the flight minimum (g), onset_fit=False
     to_level_g: float = 0.1  # TO level above the flight minimum (g), onset_fit=False
     flight_max_g: float = 0.4  # a running flight must go below this (g)
@@ -621,7 +622,7 @@ def _gait_kernel(
                 rr = (st[_BOUT] - 1) % NB
                 n_cr = cnt - 1 + (xp - lev) / (xp - xf)
                 if p.onset_fit:
-                    n_to = -_onset(-n_cr, -f[_FC2], -f[_FC3], p.fit_max_p) - gdf
+                    n_to = -_onset(-n_cr, -f[_FC2], -f[_FC3], p.fit_max_p_to) - gdf
                 else:
                     n_to = n_cr - gdf
                 n_to += p.run_to_offset_s * fs

@@ -57,21 +57,22 @@ _AP = 28  # 3 pelvis forward axis in sensor frame
 _ML = 31  # 3
 _V = 34  # 3
 _YAW_UNW = 37
-_YAW_PREV = 38
+_YHX = 38  # previous horizontal forward axis in the world (yaw increments)
 _FLIGHT = 39
 _T_INIT = 40  # seconds since (re)initialisation of the orientation
 _VAR_AV = 41
 _VAR_HD = 42
 _ANIS = 43
 _RHO = 44
-_AVPREV = 45
+_YHY = 45
 _NF = 48
 # int state layout
 _N = 0
 _Q_INIT = 1
 _AXES_OK = 2
 _N_STAT = 3
-_NI = 4
+_UPD = 4  # samples since the last axes update
+_NI = 5
 
 
 class OrientParams(NamedTuple):
@@ -200,6 +201,64 @@ def _update_axes(f: NDArray[np.float64], st: NDArray[np.int64], rho_min: float) 
     st[_AXES_OK] = 1
 
 
+# Cephes rational approximations (|x| <= 0.625 / 0.66, max error 1.1e-16 against libm, measured):
+# no per-sample libm asin/atan2 call in the hot loop; larger arguments fall back to libm.
+_AS_P = (
+    4.253011369004428248960e-3,
+    -6.019598008014123785661e-1,
+    5.444622390564711410273e0,
+    -1.626247967210700244449e1,
+    1.956261983317594739197e1,
+    -8.198089802484824371615e0,
+)
+_AS_Q = (
+    -1.474091372988853791896e1,
+    7.049610280856842141659e1,
+    -1.471791292232726029859e2,
+    1.395105614657485689735e2,
+    -4.918853881490881290097e1,
+)
+_AT_P = (
+    -8.750608600031904122785e-1,
+    -1.615753718733365076637e1,
+    -7.500855792314704667340e1,
+    -1.228866684490136173410e2,
+    -6.485021904942025371773e1,
+)
+_AT_Q = (
+    2.485846490142306297962e1,
+    1.650270098316988542046e2,
+    4.328810604912902668951e2,
+    4.853903996359136964868e2,
+    1.945506571482613964425e2,
+)
+
+
+@njit(**NJIT_OPTS)
+def _asin_deg(x: float) -> float:
+    """asin(x) in degrees, x clamped to [-1, 1]."""
+    if x > 0.625 or x < -0.625:
+        return math.asin(min(1.0, max(-1.0, x))) * DEG
+    z = x * x
+    num = (
+        ((((_AS_P[0] * z + _AS_P[1]) * z + _AS_P[2]) * z + _AS_P[3]) * z + _AS_P[4]) * z
+    ) + _AS_P[5]
+    den = ((((z + _AS_Q[0]) * z + _AS_Q[1]) * z + _AS_Q[2]) * z + _AS_Q[3]) * z + _AS_Q[4]
+    return (x + x * z * num / den) * DEG
+
+
+@njit(**NJIT_OPTS)
+def _atan2_small(y: float, x: float) -> float:
+    """atan2(y, x) (rad); fast path for |y/x| <= 0.66 with x > 0 (per-sample yaw increments)."""
+    if x > 0.0 and abs(y) <= 0.66 * x:
+        u = y / x
+        z = u * u
+        num = (((_AT_P[0] * z + _AT_P[1]) * z + _AT_P[2]) * z + _AT_P[3]) * z + _AT_P[4]
+        den = ((((z + _AT_Q[0]) * z + _AT_Q[1]) * z + _AT_Q[2]) * z + _AT_Q[3]) * z + _AT_Q[4]
+        return u + u * z * num / den
+    return math.atan2(y, x)
+
+
 @njit(**NJIT_OPTS)
 def _orient_kernel(
     acc: NDArray[np.float64],
@@ -217,36 +276,95 @@ def _orient_kernel(
     a_err = dt / p.tau_err_s
     a_grav = dt / p.tau_gravity_s
     a_mount = dt / p.tau_mount_s
+    n_mount = 1.0 / a_mount  # running mean (1/(n+1)) until n + 1 reaches this, then forgetting
+    n_grav = 1.0 / a_grav
     a_stat = 1.0 - math.exp(-2.0 * math.pi * p.fc_stat_hz * dt)
     a_flight = dt / 2.0
     every = max(1, round(p.axes_every_s * fs))
+    known = p.known_axes
+    flight_lvl = p.flight_g * G
+    kp_final = p.kp_final
+    kp_span = p.kp_init - p.kp_final
+    inv_ramp = 1.0 / p.ramp_s
+    kb = p.ki * dt * DEG
+    warm = p.angle_warmup_s
+    hdt = 0.5 * dt * RAD  # deg/s -> half rotation angle per sample (rad)
+    nan = np.nan
+    # ---- state -> registers (written back at the end; the kernel is sequential) -------------
+    qw = f[_Q]
+    qx = f[_Q + 1]
+    qy = f[_Q + 2]
+    qz = f[_Q + 3]
+    bx = f[_BIAS]
+    by = f[_BIAS + 1]
+    bz = f[_BIAS + 2]
+    ex = f[_ELP]
+    ey = f[_ELP + 1]
+    ez = f[_ELP + 2]
+    gx = f[_GLP]
+    gy = f[_GLP + 1]
+    gz = f[_GLP + 2]
+    c0 = f[_C]
+    c1 = f[_C + 1]
+    c2 = f[_C + 2]
+    c3 = f[_C + 3]
+    c4 = f[_C + 4]
+    c5 = f[_C + 5]
+    w0 = f[_W]
+    w1 = f[_W + 1]
+    w2 = f[_W + 2]
+    d0 = f[_DLP]
+    d1 = f[_DLP + 1]
+    d2 = f[_DLP + 2]
+    hp0 = f[_HPREV]
+    hp1 = f[_HPREV + 1]
+    hp2 = f[_HPREV + 2]
+    apx = f[_AP]
+    apy = f[_AP + 1]
+    apz = f[_AP + 2]
+    mlx = f[_ML]
+    mly = f[_ML + 1]
+    mlz = f[_ML + 2]
+    vx = f[_V]
+    vy = f[_V + 1]
+    vz = f[_V + 2]
+    yaw_unw = f[_YAW_UNW]
+    yhx = f[_YHX]
+    yhy = f[_YHY]
+    flight = f[_FLIGHT]
+    ti = f[_T_INIT]
+    var_av = f[_VAR_AV]
+    var_hd = f[_VAR_HD]
+    cnt = st[_N]
+    q_init = st[_Q_INIT]
+    axes_ok = st[_AXES_OK]
+    n_stat = st[_N_STAT]
+    upd = st[_UPD]
     for j in range(n):
         ax = acc[j, 0]
         ay = acc[j, 1]
         az = acc[j, 2]
-        cnt = st[_N]
-        # ---- gravity (running mean, then exponential forgetting) --------------------------
-        al = max(1.0 / (cnt + 1.0), a_mount)
-        ag = max(1.0 / (cnt + 1.0), a_grav)
-        if p.known_axes:
-            al = 0.0
-        f[_GLP] += al * (ax - f[_GLP]) if not p.known_axes else 0.0
-        f[_GLP + 1] += al * (ay - f[_GLP + 1]) if not p.known_axes else 0.0
-        f[_GLP + 2] += al * (az - f[_GLP + 2]) if not p.known_axes else 0.0
-        if p.known_axes and cnt == 0:
-            st[_AXES_OK] = 1
-            f[_GLP] = f[_V] * G
-            f[_GLP + 1] = f[_V + 1] * G
-            f[_GLP + 2] = f[_V + 2] * G
-        # fast gravity estimate (acc-only up direction); stored in the DLP slot's neighbour
-        # we reuse HPREV for nothing else: keep a separate fast low-pass in _ELP when no gyro
-        if not has_gyro:
-            f[_ELP] += ag * (ax - f[_ELP])
-            f[_ELP + 1] += ag * (ay - f[_ELP + 1])
-            f[_ELP + 2] += ag * (az - f[_ELP + 2])
+        # ---- gravity in the sensor frame (running mean, then exponential forgetting) ----------
+        if known:
+            if cnt == 0:
+                axes_ok = 1
+                gx = vx * G
+                gy = vy * G
+                gz = vz * G
+        else:
+            al = 1.0 / (cnt + 1.0) if cnt + 1.0 < n_mount else a_mount
+            gx += al * (ax - gx)
+            gy += al * (ay - gy)
+            gz += al * (az - gz)
+            if cnt == 0:
+                ng = math.sqrt(gx * gx + gy * gy + gz * gz)
+                if ng > 1e-9:
+                    vx = gx / ng
+                    vy = gy / ng
+                    vz = gz / ng
         # ---- orientation ---------------------------------------------------------------
         if has_gyro:
-            if st[_Q_INIT] == 0 or flag[j] != 0:
+            if q_init == 0 or flag[j] != 0:
                 # tilt from this sample's acc, yaw 0 (q rotates acc onto +z)
                 na = math.sqrt(ax * ax + ay * ay + az * az)
                 if na > 1e-6:
@@ -261,71 +379,44 @@ def _orient_kernel(
                     else:
                         qw, qx, qy, qz = 0.0, 1.0, 0.0, 0.0
                     nq = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-                    f[_Q] = qw / nq
-                    f[_Q + 1] = qx / nq
-                    f[_Q + 2] = qy / nq
-                    f[_Q + 3] = qz / nq
-                    st[_Q_INIT] = 1
-                    f[_T_INIT] = 0.0
-                    f[_ELP] = 0.0
-                    f[_ELP + 1] = 0.0
-                    f[_ELP + 2] = 0.0
-            qw = f[_Q]
-            qx = f[_Q + 1]
-            qy = f[_Q + 2]
-            qz = f[_Q + 3]
-            wx = (gyr[j, 0] - f[_BIAS]) * RAD
-            wy = (gyr[j, 1] - f[_BIAS + 1]) * RAD
-            wz = (gyr[j, 2] - f[_BIAS + 2]) * RAD
+                    qw /= nq
+                    qx /= nq
+                    qy /= nq
+                    qz /= nq
+                    q_init = 1
+                    ti = 0.0
+                    ex = 0.0
+                    ey = 0.0
+            gxr = gyr[j, 0] - bx
+            gyr_ = gyr[j, 1] - by
+            gzr = gyr[j, 2] - bz
             # body-rate integration q <- q * [1, w dt / 2]
-            hx = 0.5 * dt * wx
-            hy = 0.5 * dt * wy
-            hz = 0.5 * dt * wz
+            hx = hdt * gxr
+            hy = hdt * gyr_
+            hz = hdt * gzr
             nw = qw - qx * hx - qy * hy - qz * hz
             nx = qx + qw * hx + qy * hz - qz * hy
             ny = qy + qw * hy - qx * hz + qz * hx
             nz = qz + qw * hz + qx * hy - qy * hx
-            # rotation matrix rows
-            r00 = 1.0 - 2.0 * (ny * ny + nz * nz)
-            r01 = 2.0 * (nx * ny - nw * nz)
-            r02 = 2.0 * (nx * nz + nw * ny)
-            r10 = 2.0 * (nx * ny + nw * nz)
-            r11 = 1.0 - 2.0 * (nx * nx + nz * nz)
-            r12 = 2.0 * (ny * nz - nw * nx)
-            nn = nw * nw + nx * nx + ny * ny + nz * nz
-            r00 /= nn
-            r01 /= nn
-            r02 /= nn
-            r10 /= nn
-            r11 /= nn
-            r12 /= nn
-            awx = r00 * ax + r01 * ay + r02 * az
-            awy = r10 * ax + r11 * ay + r12 * az
-            # world tilt error (a_w / g) x z = (awy, -awx, 0) / g, stride-averaged by a low-pass
-            f[_ELP] += a_err * (awy / G - f[_ELP])
-            f[_ELP + 1] += a_err * (-awx / G - f[_ELP + 1])
-            ti = f[_T_INIT]
-            ramp = 1.0 - ti / p.ramp_s
+            # world tilt correction [1, kp e dt / 2] (left multiply); e = stride-averaged
+            # (a_w / g) x z up to the previous sample (one-sample lag in a 0.3 s low-pass)
+            ramp = 1.0 - ti * inv_ramp
             ramp = max(ramp, 0.0)
-            kp = p.kp_final + (p.kp_init - p.kp_final) * ramp
-            ex = f[_ELP]
-            ey = f[_ELP + 1]
-            # left-multiply by the world correction [1, kp e dt / 2]
+            kp = kp_final + kp_span * ramp
             cx = 0.5 * kp * dt * ex
             cy = 0.5 * kp * dt * ey
             qw = nw - cx * nx - cy * ny
             qx = nx + cx * nw + cy * nz
             qy = ny + cy * nw - cx * nz
             qz = nz + cx * ny - cy * nx
-            nq = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-            qw /= nq
-            qx /= nq
-            qy /= nq
-            qz /= nq
-            f[_Q] = qw
-            f[_Q + 1] = qx
-            f[_Q + 2] = qy
-            f[_Q + 3] = qz
+            # renormalise without sqrt/division: one Newton step of 1/sqrt(s) around s = 1
+            # (|q|^2 - 1 is O(|w dt|^2) per sample, the residual O(that^2) is corrected next sample)
+            sn = qw * qw + qx * qx + qy * qy + qz * qz
+            sc = 1.5 - 0.5 * sn
+            qw *= sc
+            qx *= sc
+            qy *= sc
+            qz *= sc
             r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
             r01 = 2.0 * (qx * qy - qw * qz)
             r02 = 2.0 * (qx * qz + qw * qy)
@@ -335,131 +426,202 @@ def _orient_kernel(
             r20 = 2.0 * (qx * qz - qw * qy)
             r21 = 2.0 * (qy * qz + qw * qx)
             r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
-            if ramp == 0.0:
-                # bias integral: b -= ki dt R^T e (deg/s)
-                kb = p.ki * dt * DEG
-                f[_BIAS] -= kb * (r00 * ex + r10 * ey)
-                f[_BIAS + 1] -= kb * (r01 * ex + r11 * ey)
-                f[_BIAS + 2] -= kb * (r02 * ex + r12 * ey)
-            f[_T_INIT] = ti + dt
-            upx = r20
-            upy = r21
-            upz = r22
-        else:
-            ng = math.sqrt(f[_ELP] ** 2 + f[_ELP + 1] ** 2 + f[_ELP + 2] ** 2)
-            if p.known_axes:
-                upx = f[_V]
-                upy = f[_V + 1]
-                upz = f[_V + 2]
-            elif ng > 1e-9:
-                upx = f[_ELP] / ng
-                upy = f[_ELP + 1] / ng
-                upz = f[_ELP + 2] / ng
-            else:
-                upx, upy, upz = 0.0, 0.0, 1.0
-            r00 = r01 = r02 = r10 = r11 = r12 = r20 = r21 = r22 = 0.0
-            wx = wy = wz = 0.0
-        fv = ax * upx + ay * upy + az * upz
-        # ---- running indicator (flight = specific force near 0) ----------------------------
-        fl = 1.0 if fv < p.flight_g * G else 0.0
-        f[_FLIGHT] += a_flight * (fl - f[_FLIGHT])
-        running = f[_FLIGHT] > 0.03
-        # ---- alignment statistics -----------------------------------------------------
-        if not p.known_axes:
-            dx = ax - f[_GLP]
-            dy = ay - f[_GLP + 1]
-            dz = az - f[_GLP + 2]
-            f[_DLP] += a_stat * (dx - f[_DLP])
-            f[_DLP + 1] += a_stat * (dy - f[_DLP + 1])
-            f[_DLP + 2] += a_stat * (dz - f[_DLP + 2])
-            ng = math.sqrt(f[_GLP] ** 2 + f[_GLP + 1] ** 2 + f[_GLP + 2] ** 2)
-            if ng > 1e-9:
-                vx = f[_GLP] / ng
-                vy = f[_GLP + 1] / ng
-                vz = f[_GLP + 2] / ng
-                av = f[_DLP] * vx + f[_DLP + 1] * vy + f[_DLP + 2] * vz
-                hx = f[_DLP] - av * vx
-                hy = f[_DLP + 1] - av * vy
-                hz = f[_DLP + 2] - av * vz
-                if cnt > 0:
-                    am = max(1.0 / (st[_N_STAT] + 1.0), a_mount)
-                    st[_N_STAT] += 1
-                    f[_C] += am * (hx * hx - f[_C])
-                    f[_C + 1] += am * (hx * hy - f[_C + 1])
-                    f[_C + 2] += am * (hx * hz - f[_C + 2])
-                    f[_C + 3] += am * (hy * hy - f[_C + 3])
-                    f[_C + 4] += am * (hy * hz - f[_C + 4])
-                    f[_C + 5] += am * (hz * hz - f[_C + 5])
-                    sgn = 1.0 if running else -1.0
-                    hdx = (hx - f[_HPREV]) * fs
-                    hdy = (hy - f[_HPREV + 1]) * fs
-                    hdz = (hz - f[_HPREV + 2]) * fs
-                    f[_W] += am * (sgn * av * hdx - f[_W])
-                    f[_W + 1] += am * (sgn * av * hdy - f[_W + 1])
-                    f[_W + 2] += am * (sgn * av * hdz - f[_W + 2])
-                    f[_VAR_AV] += am * (av * av - f[_VAR_AV])
-                    f[_VAR_HD] += am * (hdx * hdx + hdy * hdy + hdz * hdz - f[_VAR_HD])
-                f[_HPREV] = hx
-                f[_HPREV + 1] = hy
-                f[_HPREV + 2] = hz
-            if (cnt + 1) % every == 0:
-                _update_axes(f, st, p.rho_min)
-        # ---- outputs -------------------------------------------------------------------
-        sig[j, SIG_F_V] = fv
-        apx = f[_AP]
-        apy = f[_AP + 1]
-        apz = f[_AP + 2]
-        mlx = f[_ML]
-        mly = f[_ML + 1]
-        mlz = f[_ML + 2]
-        if has_gyro:
-            # pelvis axes in the world
-            awx_ = r00 * apx + r01 * apy + r02 * apz
-            awy_ = r10 * apx + r11 * apy + r12 * apz
-            awz_ = r20 * apx + r21 * apy + r22 * apz
-            mwz = r20 * mlx + r21 * mly + r22 * mlz
-            sig[j, SIG_OBLIQ] = math.asin(min(1.0, max(-1.0, mwz))) * DEG
-            sig[j, SIG_TILT] = math.asin(min(1.0, max(-1.0, -awz_))) * DEG
-            yaw = math.atan2(awy_, awx_)
-            if cnt == 0:
-                f[_YAW_UNW] = yaw
-            else:
-                dy = yaw - f[_YAW_PREV]
-                if dy > math.pi:
-                    dy -= 2.0 * math.pi
-                elif dy < -math.pi:
-                    dy += 2.0 * math.pi
-                f[_YAW_UNW] += dy
-            f[_YAW_PREV] = yaw
-            sig[j, SIG_YAW] = f[_YAW_UNW] * DEG
-            if f[_T_INIT] < p.angle_warmup_s or st[_AXES_OK] == 0:
-                sig[j, SIG_OBLIQ] = np.nan
-                sig[j, SIG_TILT] = np.nan
-                sig[j, SIG_YAW] = np.nan
-            hn = math.sqrt(awx_ * awx_ + awy_ * awy_)
-            if hn > 1e-9:
-                hfx = awx_ / hn
-                hfy = awy_ / hn
-            else:
-                hfx, hfy = 1.0, 0.0
             aw0 = r00 * ax + r01 * ay + r02 * az
             aw1 = r10 * ax + r11 * ay + r12 * az
+            fv = r20 * ax + r21 * ay + r22 * az
+            ex += a_err * (aw1 * (1.0 / G) - ex)
+            ey += a_err * (-aw0 * (1.0 / G) - ey)
+            if ramp == 0.0:
+                # bias integral: b -= ki dt R^T e (deg/s)
+                bx -= kb * (r00 * ex + r10 * ey)
+                by -= kb * (r01 * ex + r11 * ey)
+                bz -= kb * (r02 * ex + r12 * ey)
+            ti += dt
+            wx = gxr
+            wy = gyr_
+            wz = gzr
+        else:
+            ag = 1.0 / (cnt + 1.0) if cnt + 1.0 < n_grav else a_grav
+            ex += ag * (ax - ex)
+            ey += ag * (ay - ey)
+            ez += ag * (az - ez)
+            if known:
+                upx = vx
+                upy = vy
+                upz = vz
+            else:
+                ng = math.sqrt(ex * ex + ey * ey + ez * ez)
+                if ng > 1e-9:
+                    upx = ex / ng
+                    upy = ey / ng
+                    upz = ez / ng
+                else:
+                    upx, upy, upz = 0.0, 0.0, 1.0
+            fv = ax * upx + ay * upy + az * upz
+            r00 = r01 = r02 = r10 = r11 = r12 = r20 = r21 = r22 = 0.0
+            aw0 = aw1 = 0.0
+            wx = wy = wz = 0.0
+        # ---- running indicator (flight = specific force near 0) ----------------------------
+        fl = 1.0 if fv < flight_lvl else 0.0
+        flight += a_flight * (fl - flight)
+        # ---- alignment statistics (vertical v refreshed with the axes) -------------------
+        if not known:
+            dx = ax - gx
+            dy = ay - gy
+            dz = az - gz
+            d0 += a_stat * (dx - d0)
+            d1 += a_stat * (dy - d1)
+            d2 += a_stat * (dz - d2)
+            av = d0 * vx + d1 * vy + d2 * vz
+            hx_ = d0 - av * vx
+            hy_ = d1 - av * vy
+            hz_ = d2 - av * vz
+            if cnt > 0:
+                am = 1.0 / (n_stat + 1.0) if n_stat + 1.0 < n_mount else a_mount
+                n_stat += 1
+                c0 += am * (hx_ * hx_ - c0)
+                c1 += am * (hx_ * hy_ - c1)
+                c2 += am * (hx_ * hz_ - c2)
+                c3 += am * (hy_ * hy_ - c3)
+                c4 += am * (hy_ * hz_ - c4)
+                c5 += am * (hz_ * hz_ - c5)
+                sav = av if flight > 0.03 else -av  # running: +, walking: -
+                hdx = (hx_ - hp0) * fs
+                hdy = (hy_ - hp1) * fs
+                hdz = (hz_ - hp2) * fs
+                w0 += am * (sav * hdx - w0)
+                w1 += am * (sav * hdy - w1)
+                w2 += am * (sav * hdz - w2)
+                var_av += am * (av * av - var_av)
+                var_hd += am * (hdx * hdx + hdy * hdy + hdz * hdz - var_hd)
+            hp0 = hx_
+            hp1 = hy_
+            hp2 = hz_
+            upd += 1
+            if upd >= every:
+                upd = 0
+                f[_GLP] = gx
+                f[_GLP + 1] = gy
+                f[_GLP + 2] = gz
+                f[_C] = c0
+                f[_C + 1] = c1
+                f[_C + 2] = c2
+                f[_C + 3] = c3
+                f[_C + 4] = c4
+                f[_C + 5] = c5
+                f[_W] = w0
+                f[_W + 1] = w1
+                f[_W + 2] = w2
+                f[_VAR_AV] = var_av
+                f[_VAR_HD] = var_hd
+                st[_AXES_OK] = axes_ok
+                _update_axes(f, st, p.rho_min)
+                axes_ok = st[_AXES_OK]
+                vx = f[_V]
+                vy = f[_V + 1]
+                vz = f[_V + 2]
+                apx = f[_AP]
+                apy = f[_AP + 1]
+                apz = f[_AP + 2]
+                mlx = f[_ML]
+                mly = f[_ML + 1]
+                mlz = f[_ML + 2]
+        # ---- outputs -------------------------------------------------------------------
+        sig[j, SIG_F_V] = fv
+        if has_gyro:
+            # pelvis forward / left axes in the world
+            fwx = r00 * apx + r01 * apy + r02 * apz
+            fwy = r10 * apx + r11 * apy + r12 * apz
+            fwz = r20 * apx + r21 * apy + r22 * apz
+            lwz = r20 * mlx + r21 * mly + r22 * mlz
+            # yaw unwrapped by per-sample increments (small angle: no libm atan2)
+            if cnt == 0:
+                yaw_unw = math.atan2(fwy, fwx)
+            else:
+                yaw_unw += _atan2_small(yhx * fwy - yhy * fwx, yhx * fwx + yhy * fwy)
+            yhx = fwx
+            yhy = fwy
+            if ti < warm or axes_ok == 0:
+                sig[j, SIG_OBLIQ] = nan
+                sig[j, SIG_TILT] = nan
+                sig[j, SIG_YAW] = nan
+            else:
+                sig[j, SIG_OBLIQ] = _asin_deg(lwz)
+                sig[j, SIG_TILT] = _asin_deg(-fwz)
+                sig[j, SIG_YAW] = yaw_unw * DEG
+            hn2 = fwx * fwx + fwy * fwy
+            if hn2 > 1e-18:
+                ih = 1.0 / math.sqrt(hn2)
+                hfx = fwx * ih
+                hfy = fwy * ih
+            else:
+                hfx, hfy = 1.0, 0.0
             sig[j, SIG_A_AP] = aw0 * hfx + aw1 * hfy
             sig[j, SIG_A_ML] = -aw0 * hfy + aw1 * hfx
-            sig[j, SIG_YAW_RATE] = (r20 * wx + r21 * wy + r22 * wz) * DEG
-            sig[j, SIG_ROLL_RATE] = (wx * apx + wy * apy + wz * apz) * DEG
+            sig[j, SIG_YAW_RATE] = r20 * wx + r21 * wy + r22 * wz
+            sig[j, SIG_ROLL_RATE] = wx * apx + wy * apy + wz * apz
         else:
-            dx = ax - f[_GLP]
-            dy = ay - f[_GLP + 1]
-            dz = az - f[_GLP + 2]
+            dx = ax - gx
+            dy = ay - gy
+            dz = az - gz
             sig[j, SIG_A_AP] = dx * apx + dy * apy + dz * apz
             sig[j, SIG_A_ML] = dx * mlx + dy * mly + dz * mlz
-            sig[j, SIG_OBLIQ] = np.nan
-            sig[j, SIG_TILT] = np.nan
-            sig[j, SIG_YAW] = np.nan
-            sig[j, SIG_YAW_RATE] = np.nan
-            sig[j, SIG_ROLL_RATE] = np.nan
-        st[_N] = cnt + 1
+            sig[j, SIG_OBLIQ] = nan
+            sig[j, SIG_TILT] = nan
+            sig[j, SIG_YAW] = nan
+            sig[j, SIG_YAW_RATE] = nan
+            sig[j, SIG_ROLL_RATE] = nan
+        cnt += 1
+    # ---- registers -> state --------------------------------------------------------------
+    f[_Q] = qw
+    f[_Q + 1] = qx
+    f[_Q + 2] = qy
+    f[_Q + 3] = qz
+    f[_BIAS] = bx
+    f[_BIAS + 1] = by
+    f[_BIAS + 2] = bz
+    f[_ELP] = ex
+    f[_ELP + 1] = ey
+    f[_ELP + 2] = ez
+    f[_GLP] = gx
+    f[_GLP + 1] = gy
+    f[_GLP + 2] = gz
+    f[_C] = c0
+    f[_C + 1] = c1
+    f[_C + 2] = c2
+    f[_C + 3] = c3
+    f[_C + 4] = c4
+    f[_C + 5] = c5
+    f[_W] = w0
+    f[_W + 1] = w1
+    f[_W + 2] = w2
+    f[_DLP] = d0
+    f[_DLP + 1] = d1
+    f[_DLP + 2] = d2
+    f[_HPREV] = hp0
+    f[_HPREV + 1] = hp1
+    f[_HPREV + 2] = hp2
+    f[_AP] = apx
+    f[_AP + 1] = apy
+    f[_AP + 2] = apz
+    f[_ML] = mlx
+    f[_ML + 1] = mly
+    f[_ML + 2] = mlz
+    f[_V] = vx
+    f[_V + 1] = vy
+    f[_V + 2] = vz
+    f[_YAW_UNW] = yaw_unw
+    f[_YHX] = yhx
+    f[_YHY] = yhy
+    f[_FLIGHT] = flight
+    f[_T_INIT] = ti
+    f[_VAR_AV] = var_av
+    f[_VAR_HD] = var_hd
+    st[_N] = cnt
+    st[_Q_INIT] = q_init
+    st[_AXES_OK] = axes_ok
+    st[_N_STAT] = n_stat
+    st[_UPD] = upd
     return sig, f, st
 
 

@@ -73,8 +73,12 @@ def prior_slope(metric: str, ref_step_time_s: float, contact_time_s: float) -> f
 
 
 #: Strength of the prior slope, as the sum of squares of step-time spread (s^2) it is worth:
-#: 0.01 s^2 ~ 100 steps spread +-10 ms around the reference step time.
-PRIOR_SXX_S2 = 0.01
+#: 0.05 s^2 ~ 700 steps (4 min) spread +-8.5 ms (2.5 %) around the reference step time. It must
+#: outweigh the spread a steady window gets from measurement noise alone (the smoothed step time
+#: of a steady run scatters by ~3 ms, Sxx ~0.005 s^2 over 4 min), which carries no pace
+#: information and would pull the slope towards 0 (regression dilution); real pace changes in
+#: the window (intervals: Sxx ~0.2 s^2) override it.
+PRIOR_SXX_S2 = 0.05
 
 BASELINE_FORMAT = "imu-baseline"
 BASELINE_VERSION = 1

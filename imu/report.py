@@ -588,12 +588,14 @@ ul.find li{{margin:.25em 0}} .note{{font-size:.85em;color:#555}}
 <th>{e(early_name)} L / R</th><th>last 10 min L / R</th><th>change L / R</th></tr>
 {"".join(rows)}</table>
 <p class="note">Side = stance foot. Pelvic drop of a left-stance step is the drop of the <i>right</i> (swing-side) hip,
-i.e. it reflects the left hip abductors. Contact-time balance = left / (left + right).</p>
+i.e. it reflects the left hip abductors. Contact-time balance = left / (left + right).
+"Change" compares raw averages, so it includes pace changes (contact time and cadence follow speed);
+the alerts and the dashed baseline lines in the plots are pace-corrected.</p>
 <h2>Alerts</h2>
 {f'<table class="alerts"><tr><th>time</th><th>level</th><th>metric</th><th>side</th><th>message</th></tr>{alert_rows}</table>' if al else "<p>No alerts: form stayed within the runner's baseline.</p>"}
 <h2>Plots</h2>
 <p class="note">Dots: single steps; lines: 30 s medians per side; dashed: the runner's baseline at the current pace
-(speed-corrected through cadence) with the alert threshold band; blue shading: baseline window; yellow: walking;
+(speed-corrected through cadence), dotted: its alert threshold; blue shading: baseline window; yellow: walking;
 grey: stopped; triangles: alerts (warning / critical), dotted green: cleared.</p>
 {imgs}
 <p class="note">Alert thresholds: pelvic drop +{cfg.pelvic_drop_warn_deg:g} deg (critical +{cfg.pelvic_drop_critical_deg:g}),
@@ -695,12 +697,24 @@ def _findings(
         )
         out.append(
             e(
-                f"Form broke down: {metric.replace('_', ' ')} {('(' + side + ')') if side else ''} changing from {since_txt}, "
+                f"Form broke down: {_METRIC_NAMES.get(metric, metric)}"
+                f"{(' (' + side + (' stance' if metric == 'pelvic_drop_deg' else '') + ')') if side else ''} "
+                f"changing from {since_txt}, "
                 f"alert at {format_clock(float(a['time_s']))} ({a['level']}), largest deviation "
                 f"{_dev_text(metric, float(worst.get('deviation', math.nan) or math.nan))}{end}."
             )
         )
     return out
+
+
+_METRIC_NAMES = {
+    "pelvic_drop_deg": "pelvic drop",
+    "pelvic_drop_asymmetry_deg": "pelvic drop asymmetry",
+    "contact_time_s": "ground contact time",
+    "contact_time_balance_pct": "contact-time balance",
+    "vertical_oscillation_m": "vertical oscillation",
+    "cadence_spm": "cadence",
+}
 
 
 def _dev_text(metric: str, dev: float) -> str:

@@ -87,9 +87,9 @@ def default_profile(total_s: float) -> RunnerProfile:
             onset_min=onset_min,
             pelvic_drop_left_deg_per_min=0.06,
             pelvic_drop_right_deg_per_min=0.04,
-            contact_time_s_per_min=0.0008,
+            contact_time_s_per_min=0.0005,
             cadence_spm_per_min=-0.15,
-            vertical_oscillation_m_per_min=0.0003,
+            vertical_oscillation_m_per_min=0.0001,
             max_drift_min=60.0,
         )
     )

@@ -61,7 +61,7 @@ def test_report_files_and_plots(tmp_path: Path, fatigued_run: tuple[np.ndarray, 
     assert "Per-side averages" in page
     assert "Pelvic drop (deg)" in page
     assert "Form broke down" in page
-    assert "pelvic drop deg (right)" in page
+    assert "pelvic drop (right stance)" in page
     assert "back to normal" in page  # the cleared record is listed
     assert alerts[0].message.split(":")[0][:40] in page.replace("&#x27;", "'")
 
