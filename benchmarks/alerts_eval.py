@@ -78,6 +78,7 @@ RAMPS = (
     RampCase("L +2.0/25min @20 + walk break", 2.0, 25, 20, "left", 55, 0.3, -0.1, 32, seed=108),
     RampCase("R +1.5/8min @12 (early, fast)", 1.5, 8, 12, "right", 35, seed=109),
     RampCase("L +2.5/15min @60 (late)", 2.5, 15, 60, "left", 85, seed=110),
+    RampCase("R +2.0/20min @25 + GCT +1 ms/min", 2.0, 20, 25, "right", 55, 1.0, seed=111),
 )
 
 
@@ -351,9 +352,11 @@ def main(argv: list[str] | None = None) -> int:
         assert c is not None
         a = _first_drop_alert(r)
         pre = [x for x in r.alerts if x.active and x.time_s < c.onset_min * 60]
-        other = sorted(
-            {x.code for x in r.alerts if x.active and not x.metric.startswith("pelvic_drop")}
-        )
+        first_other: dict[str, float] = {}
+        for x in r.alerts:
+            if x.active and not x.metric.startswith("pelvic_drop"):
+                first_other.setdefault(x.code, x.time_s)
+        other = [f"{k}@{format_clock(v)}" for k, v in first_other.items()]
         if a is None:
             ok_all = False
             print(f"{c.name:36s} {format_clock(c.onset_min * 60):>6s} {'MISSED':>9s}")
@@ -374,9 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"false alerts: {len(false)}  ->  {len(false) / max(hours, 1e-9):.2f} per hour")
     for name, a in false:
         print(f"  {name} {format_clock(a.time_s)} {a.code} {a.side} {a.level}: {a.message}")
-    ok_all &= not false and hours >= (1.9 if args.quick else 10.0)
+    ok_all &= not false
+    verdict = "MET" if ok_all else "NOT MET"
+    if hours < 10.0:
+        verdict += f" (only {hours:.1f} h fatigue-free: run without --quick for the 10 h target)"
+        ok_all = ok_all and args.quick
     print(
-        f"\ntargets (all ramps before +1.5 deg, 0 false alerts in >= 10 h): {'MET' if ok_all else 'NOT MET'}"
+        f"\ntargets (all ramps before +1.5 deg, 0 false alerts in >= 10 h): {verdict}"
         f"   [{time.time() - t0:.0f} s]"
     )
     return 0 if ok_all else 1

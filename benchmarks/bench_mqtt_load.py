@@ -61,7 +61,7 @@ def _cpu_s(pid: int) -> float:
 async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     import aiomqtt
 
-    from imu.bridge_protocol import Status, encode_raw_batch, encode_status, topic
+    from firmware_interface.bridge import Status, encode_raw_batch, encode_status, topic
 
     with Path(spec["packets_file"]).open("rb") as f:
         data = pickle.load(f)

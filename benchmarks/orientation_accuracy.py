@@ -45,7 +45,9 @@ def _rms(x: NDArray[np.float64]) -> float:
     return float(np.sqrt(np.mean(x * x))) if x.size else float("nan")
 
 
-def eval_run(seed: int, fs: int, minutes: float, mounting: Any = None, bias_dps: float = 0.3) -> dict[str, float]:
+def eval_run(
+    seed: int, fs: int, minutes: float, mounting: Any = None, bias_dps: float = 0.3
+) -> dict[str, float]:
     sensor = SensorConfig(sample_rate_hz=fs, mounting=mounting, gyr_bias_dps=bias_dps)
     run = simulate_run(minutes, seed, sensor=sensor)
     t, acc, gyr = run.samples
@@ -80,10 +82,18 @@ def eval_run(seed: int, fs: int, minutes: float, mounting: Any = None, bias_dps:
     ts, st = run.truth_steps, out.steps
     j = np.searchsorted(ts["time_s"], st["time_s"])
     j = np.clip(j, 1, ts.size - 1)
-    j = np.where(np.abs(ts["time_s"][j - 1] - st["time_s"]) < np.abs(ts["time_s"][j] - st["time_s"]), j - 1, j)
+    j = np.where(
+        np.abs(ts["time_s"][j - 1] - st["time_s"]) < np.abs(ts["time_s"][j] - st["time_s"]),
+        j - 1,
+        j,
+    )
     ok = (np.abs(ts["time_s"][j] - st["time_s"]) < 0.06) & (st["activity"] == ts["activity"][j])
     ok &= st["time_s"] > run_start + 10.0
-    for name, key in (("drop", "pelvic_drop_deg"), ("rot", "pelvic_rotation_deg"), ("tilt_rng", "pelvic_tilt_deg")):
+    for name, key in (
+        ("drop", "pelvic_drop_deg"),
+        ("rot", "pelvic_rotation_deg"),
+        ("tilt_rng", "pelvic_tilt_deg"),
+    ):
         res["step_" + name] = _rms(st[key][ok] - ts[key][j[ok]])
     res["n_steps"] = float(ok.sum())
     # orientation-only step metrics: this kernel's angles with the TRUE IC/TO/side (architecture
@@ -154,9 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         r = eval_run(seed, fs, minutes, mount, bias)
         allr.append(r)
         mname = "rand" if mount is None else "updn"
-        print(f"{seed:4d} {fs:3d} {mname:>6s} {bias:4.1f} | " + " ".join(f"{r[k]:9.3f}" for k in keys))
+        print(
+            f"{seed:4d} {fs:3d} {mname:>6s} {bias:4.1f} | " + " ".join(f"{r[k]:9.3f}" for k in keys)
+        )
+
     def pooled(k: str) -> float:
         return float(np.sqrt(np.mean([r[k] ** 2 for r in allr])))
+
     print(
         "ANGLES "
         + " ".join(f"{k}_rmse={pooled(k):.3f}" for k in keys[:10])

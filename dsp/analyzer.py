@@ -29,13 +29,14 @@ from numpy.typing import NDArray
 from dsp.errors import InputValidationError
 from dsp.gait import GaitParams, GaitState, _gait_kernel, gait_coefficients, gait_initial_state
 from dsp.orientation import (
+    N_SIG,
     OrientParams,
     OrientState,
     _orient_kernel,
     alignment_info,
     orient_initial_state,
 )
-from dsp.resample import ResampleState, _resample_kernel, resample_initial_state
+from dsp.resample import ResampleState, resample_block, resample_initial_state
 from dsp.types import EVENT_DTYPE, STEP_DTYPE
 
 _N_RATE_EST = 64  # samples used to estimate the rate when sample_rate_hz is None
@@ -202,12 +203,18 @@ class GaitAnalyzer:
         assert self._gs is not None
         assert self._coef is not None
         fs = self._fs
-        k, ra, rg, fl, rf, ri = _resample_kernel(
-            t, a, g, fs, self.params.max_gap_s, self._rs.f, self._rs.i
-        )
-        self._rs = ResampleState(rf, ri)
+        # kernel states are mutated in place; outputs are allocated here by numpy
+        k, ra, rg, fl = resample_block(t, a, g, fs, self.params.max_gap_s, self._rs.f, self._rs.i)
         sig, of, oi = _orient_kernel(
-            ra, rg, fl, self.has_gyro, fs, self._op, self._os.f, self._os.i
+            ra,
+            rg,
+            fl,
+            self.has_gyro,
+            fs,
+            self._op,
+            self._os.f,
+            self._os.i,
+            np.empty((ra.shape[0], N_SIG)),
         )
         self._os = OrientState(of, oi)
         t0 = float(self._rs.f[1])

@@ -4,20 +4,25 @@ Input: the uniform per-sample signals of :mod:`dsp.orientation` (vertical specif
 acceleration, pelvis angles and rates). Everything is sequential over samples; the complete
 state (filters, detectors, ring buffer of recent samples, the open bout) lives in arrays.
 
-* **Running IC / TO** (flight phase present). ``x`` = vertical specific force in g, causal
-  2nd-order Butterworth low-pass (``fc_fast_hz``; its DC group delay is subtracted from event
-  times). A loaded phase is confirmed when ``x > load_g`` after a flight (``x`` went below
-  ``flight_max_g``); the IC is the last upward crossing of ``flight minimum + ic_level_g`` before
-  it (sub-sample interpolation), i.e. the vertical force leaves the free-fall level, the
-  accelerometer analogue of the 0.1 BW force-plate threshold. TO = downward crossing of the same
-  level after ``min_contact_s``.
+* **Running IC / TO** (flight phase present). ``x`` = vertical specific force in g (optional
+  causal low-pass ``fc_fast_hz``, default none; its DC group delay is subtracted). A loaded phase
+  is confirmed when ``x > load_g`` after a flight (``x`` went below ``flight_max_g``). IC = onset
+  of loading: the last upward crossings of flight level + L and + 2L (sub-sample interpolation)
+  extrapolated linearly back to the flight level (``fit_max_p = 1``; the general power-law onset
+  fit x ~ (t - t0)^p from the L/2L/4L crossings is available). TO = end of loading: the falling
+  crossings of 4L, 2L, L extrapolated forward with the power-law fit (p <= ``fit_max_p_to``), as
+  the unloading tail is convex. No dataset offsets (``SACRAL_SOFT_TISSUE`` = the old single-level
+  crossings calibrated on real sacral data, kept as a preset).
 * **Walking IC** (no flight). Peak of the vertical jerk (derivative of ``x`` low-passed at
   ``fc_slow_hz``) above an adaptive threshold with a refractory period: the steep rise of the
   vertical acceleration at heel strike (the causal analogue of McCamley/Ionescu). Walking TO_k =
   steepest fall of ``x`` in the window after IC_{k+1} (approximate, not validated).
-* **Side.** Evidence per step = mean yaw rate about world vertical over ``side_window_s`` after IC
-  (the pelvis rotates towards the swing side after IC); accumulated over the bout with the
-  alternation parity, so a single noisy step cannot flip the assignment. Without gyro: unknown.
+* **Side.** Evidence per step = change of the pelvis obliquity from IC to IC + ``side_window_s``:
+  the swing side drops in early stance (contralateral pelvic drop), so obliquity rises during a
+  LEFT stance. Its sign depends on the estimated forward axis, so it is multiplied by the sign of
+  a running mean of the early-stance AP acceleration (braking after a running IC points
+  backward). Accumulated over the bout with the alternation parity (forgetting per step), so a
+  single noisy step cannot flip the assignment. Without gyro: unknown.
 * **Bouts.** A bout is a run of ICs of one mode (running/walking) with step times inside the
   plausible range; a gap, a mode change or a missing IC ends it. Steps exist only inside bouts.
 * **Metrics** per ``docs/architecture.md`` from the ring buffer when step k is complete.
@@ -113,17 +118,17 @@ _NI = 12
 class GaitParams(NamedTuple):
     """Parameters of the gait kernel (units in the names)."""
 
-    fc_fast_hz: float = 30.0  # low-pass of vertical force for running events (capped at 0.3 fs)
+    fc_fast_hz: float = 0.0  # low-pass of vertical force for running events (<= 0: none)
     fc_slow_hz: float = 3.0  # low-pass for the walking jerk detector
     onset_fit: bool = True  # running IC/TO = power-law onset fit (else single level crossings)
-    fit_level_g: float = 0.05  # L of the onset fit: crossings of flight + L, 2L, 4L (g)
-    fit_max_p: float = 4.0  # exponent range [1, fit_max_p] of the fitted IC onset x ~ (t - t0)^p
-    fit_max_p_to: float = 4.0  # same for the TO (end of loading, fitted backwards in time)
+    fit_level_g: float = 0.1  # L of the onset fit: crossings of flight + L, 2L, 4L (g)
+    fit_max_p: float = 1.0  # exponent range [1, fit_max_p] of the fitted IC onset x ~ (t - t0)^p
+    fit_max_p_to: float = 2.5  # same for the TO (end of loading, fitted backwards in time)
     ic_level_g: float = 0.5  # IC level above the flight minimum (g), onset_fit=False
     to_level_g: float = 0.1  # TO level above the flight minimum (g), onset_fit=False
     flight_max_g: float = 0.4  # a running flight must go below this (g)
     load_g: float = 1.2  # loaded phase confirmed above this (g)
-    max_rise_s: float = 0.15  # crossing -> loaded confirmation at most this later
+    max_rise_s: float = 0.07  # crossing -> loaded confirmation at most this later (latency)
     min_contact_s: float = 0.06
     max_contact_s: float = 0.6
     run_ic_offset_s: float = 0.0  # added to running IC times
@@ -147,14 +152,15 @@ class GaitParams(NamedTuple):
 
 
 #: Sacral soft-tissue preset: single level crossings (no onset fit) with the level/offsets
-#: tuned on the odd Alcantara trials (real sacral accelerometer vs force plate 0.1 BW).
-SACRAL_SOFT_TISSUE = {
-    "onset_fit": False,
-    "ic_level_g": 0.5,
-    "to_level_g": 0.1,
-    "run_ic_offset_s": -0.006,
-    "run_to_offset_s": -0.020,
-}
+#: calibrated by the previous author on all Alcantara trials (real sacral acc vs 0.1 BW force).
+SACRAL_SOFT_TISSUE = GaitParams(
+    fc_fast_hz=30.0,
+    onset_fit=False,
+    ic_level_g=0.5,
+    to_level_g=0.1,
+    run_ic_offset_s=-0.006,
+    run_to_offset_s=-0.020,
+)
 
 
 class GaitState(NamedTuple):
@@ -170,6 +176,9 @@ def gait_coefficients(sample_rate_hz: float, params: GaitParams) -> NDArray[np.f
     """Biquad coefficients [b0 b1 b2 a1 a2] x (fast, slow) + DC group delays (samples)."""
     out = np.zeros(12)
     for idx, fc in enumerate((params.fc_fast_hz, params.fc_slow_hz)):
+        if fc <= 0.0:  # no filtering (identity biquad, no delay)
+            out[idx * 5] = 1.0
+            continue
         fcc = min(fc, 0.3 * sample_rate_hz)
         b, a = sps.butter(2, fcc, fs=sample_rate_hz)
         out[idx * 5 : idx * 5 + 3] = b

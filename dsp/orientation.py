@@ -72,7 +72,8 @@ _Q_INIT = 1
 _AXES_OK = 2
 _N_STAT = 3
 _UPD = 4  # samples since the last axes update
-_NI = 5
+_NCOR = 5  # samples since the last drift correction
+_NI = 6
 
 
 class OrientParams(NamedTuple):
@@ -86,10 +87,11 @@ class OrientParams(NamedTuple):
     tau_mount_s: float = 30.0  # s, forgetting of the mounting statistics (running mean before)
     tau_gravity_s: float = 1.0  # s, low-pass of acc for the accelerometer-only up direction
     fc_stat_hz: float = 6.0  # Hz, low-pass of the dynamic acc used by the alignment statistics
-    axes_every_s: float = 0.1  # s, how often the forward axis is re-estimated
+    axes_every_s: float = 0.5  # s, how often the forward axis is re-estimated
     flight_g: float = 0.35  # specific force below this = flight (running indicator)
     rho_min: float = 0.03  # minimum |correlation| to set/flip the forward sign
     known_axes: bool = False  # True: use the given sensor axes, do not estimate the mounting
+    correct_every_s: float = 0.02  # s, drift correction / renormalisation interval
     angle_warmup_s: float = 3.0  # s, pelvis angles are NaN this long after (re)initialisation
 
 
@@ -269,9 +271,10 @@ def _orient_kernel(
     p: OrientParams,
     f: NDArray[np.float64],
     st: NDArray[np.int64],
+    sig: NDArray[np.float64],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """Fills ``sig`` (n, N_SIG), allocated by the caller (numpy: huge pages for big arrays)."""
     n = acc.shape[0]
-    sig = np.empty((n, N_SIG))
     dt = 1.0 / fs
     a_err = dt / p.tau_err_s
     a_grav = dt / p.tau_gravity_s
@@ -286,7 +289,9 @@ def _orient_kernel(
     kp_final = p.kp_final
     kp_span = p.kp_init - p.kp_final
     inv_ramp = 1.0 / p.ramp_s
-    kb = p.ki * dt * DEG
+    every_c = max(1, round(p.correct_every_s * fs))
+    dt_c = every_c * dt
+    kb_c = p.ki * dt_c * DEG
     warm = p.angle_warmup_s
     hdt = 0.5 * dt * RAD  # deg/s -> half rotation angle per sample (rad)
     nan = np.nan
@@ -340,6 +345,7 @@ def _orient_kernel(
     axes_ok = st[_AXES_OK]
     n_stat = st[_N_STAT]
     upd = st[_UPD]
+    ncor = st[_NCOR]
     for j in range(n):
         ax = acc[j, 0]
         ay = acc[j, 1]
@@ -398,44 +404,65 @@ def _orient_kernel(
             nx = qx + qw * hx + qy * hz - qz * hy
             ny = qy + qw * hy - qx * hz + qz * hx
             nz = qz + qw * hz + qx * hy - qy * hx
-            # world tilt correction [1, kp e dt / 2] (left multiply); e = stride-averaged
-            # (a_w / g) x z up to the previous sample (one-sample lag in a 0.3 s low-pass)
-            ramp = 1.0 - ti * inv_ramp
-            ramp = max(ramp, 0.0)
-            kp = kp_final + kp_span * ramp
-            cx = 0.5 * kp * dt * ex
-            cy = 0.5 * kp * dt * ey
-            qw = nw - cx * nx - cy * ny
-            qx = nx + cx * nw + cy * nz
-            qy = ny + cy * nw - cx * nz
-            qz = nz + cx * ny - cy * nx
-            # renormalise without sqrt/division: one Newton step of 1/sqrt(s) around s = 1
-            # (|q|^2 - 1 is O(|w dt|^2) per sample, the residual O(that^2) is corrected next sample)
-            sn = qw * qw + qx * qx + qy * qy + qz * qz
-            sc = 1.5 - 0.5 * sn
-            qw *= sc
-            qx *= sc
-            qy *= sc
-            qz *= sc
-            r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-            r01 = 2.0 * (qx * qy - qw * qz)
-            r02 = 2.0 * (qx * qz + qw * qy)
-            r10 = 2.0 * (qx * qy + qw * qz)
-            r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-            r12 = 2.0 * (qy * qz - qw * qx)
-            r20 = 2.0 * (qx * qz - qw * qy)
-            r21 = 2.0 * (qy * qz + qw * qx)
-            r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+            qw = nw
+            qx = nx
+            qy = ny
+            qz = nz
+            ncor += 1
+            if ncor >= every_c:
+                # drift correction every ``correct_every_s`` (keeps the per-sample dependency
+                # chain short): world tilt correction [1, kp e T / 2] (left multiply) with the
+                # stride-averaged error e = LP((a_w / g) x z), the bias integral, exact renormalisation
+                ncor = 0
+                ramp = max(1.0 - ti * inv_ramp, 0.0)
+                kp = kp_final + kp_span * ramp
+                cx = 0.5 * kp * dt_c * ex
+                cy = 0.5 * kp * dt_c * ey
+                qw = nw - cx * nx - cy * ny
+                qx = nx + cx * nw + cy * nz
+                qy = ny + cy * nw - cx * nz
+                qz = nz + cx * ny - cy * nx
+                nq = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+                qw *= nq
+                qx *= nq
+                qy *= nq
+                qz *= nq
+                if ramp == 0.0:
+                    # b -= ki T R^T e (deg/s), R^T e from the (unit) quaternion
+                    e0 = (1.0 - 2.0 * (qy * qy + qz * qz)) * ex + 2.0 * (qx * qy + qw * qz) * ey
+                    e1 = 2.0 * (qx * qy - qw * qz) * ex + (1.0 - 2.0 * (qx * qx + qz * qz)) * ey
+                    e2 = 2.0 * (qx * qz + qw * qy) * ex + 2.0 * (qy * qz - qw * qx) * ey
+                    bx -= kb_c * e0
+                    by -= kb_c * e1
+                    bz -= kb_c * e2
+            # rotation matrix of the (not renormalised) q, homogeneous form R |q|^2, scaled by
+            # 1/|q|^2 ~ 2 - |q|^2 (|q|^2 - 1 = O(every_c |w dt / 2|^2), residual its square)
+            w2 = qw * qw
+            x2 = qx * qx
+            y2 = qy * qy
+            z2 = qz * qz
+            sc = 2.0 - (w2 + x2 + y2 + z2)
+            s2 = 2.0 * sc
+            r00 = (w2 + x2 - y2 - z2) * sc
+            r11 = (w2 - x2 + y2 - z2) * sc
+            r22 = (w2 - x2 - y2 + z2) * sc
+            xy = qx * qy
+            xz = qx * qz
+            yz = qy * qz
+            wx_ = qw * qx
+            wy_ = qw * qy
+            wz_ = qw * qz
+            r01 = (xy - wz_) * s2
+            r02 = (xz + wy_) * s2
+            r10 = (xy + wz_) * s2
+            r12 = (yz - wx_) * s2
+            r20 = (xz - wy_) * s2
+            r21 = (yz + wx_) * s2
             aw0 = r00 * ax + r01 * ay + r02 * az
             aw1 = r10 * ax + r11 * ay + r12 * az
             fv = r20 * ax + r21 * ay + r22 * az
             ex += a_err * (aw1 * (1.0 / G) - ex)
             ey += a_err * (-aw0 * (1.0 / G) - ey)
-            if ramp == 0.0:
-                # bias integral: b -= ki dt R^T e (deg/s)
-                bx -= kb * (r00 * ex + r10 * ey)
-                by -= kb * (r01 * ex + r11 * ey)
-                bz -= kb * (r02 * ex + r12 * ey)
             ti += dt
             wx = gxr
             wy = gyr_
@@ -622,6 +649,7 @@ def _orient_kernel(
     st[_AXES_OK] = axes_ok
     st[_N_STAT] = n_stat
     st[_UPD] = upd
+    st[_NCOR] = ncor
     return sig, f, st
 
 
@@ -640,7 +668,9 @@ def orient(
     a = np.ascontiguousarray(acc, dtype=np.float64)
     has_gyro = gyr is not None
     g = np.ascontiguousarray(gyr, dtype=np.float64) if gyr is not None else np.zeros_like(a)
-    sig, f, i = _orient_kernel(a, g, flag, has_gyro, float(sample_rate_hz), p, s.f, s.i)
+    sig, f, i = _orient_kernel(
+        a, g, flag, has_gyro, float(sample_rate_hz), p, s.f, s.i, np.empty((a.shape[0], N_SIG))
+    )
     return sig, OrientState(f, i)
 
 

@@ -16,6 +16,10 @@ How it works (per step, in time order; any chunking of the step stream gives the
    asymmetry (left minus right), contact time, contact-time balance (% left), vertical
    oscillation, optionally cadence, and optional absolute limits. A channel's threshold is the
    larger of the clinical minimum (``*_warn_*``) and ``noise_z`` standard deviations of its EWMA.
+   Per-step residuals are clipped at ``outlier_clip_sd`` baseline SDs (a missed contact or a
+   glitch moves the EWMA by little). Contact time and VO are judged only while the pace is
+   within ``pace_gate_pct`` of the baseline window's paces: their pace models are not
+   extrapolated to recovery jogs or sprints.
 4. **Alert state machine per channel.** Above threshold continuously for ``grace_s`` -> an active
    alert (warning; critical above the critical threshold; a warning escalates once to critical
    after another ``grace_s``). Back below ``hysteresis_frac`` x threshold for ``clear_hold_s`` ->

@@ -545,9 +545,10 @@ def _as_step_array(steps: Any) -> Any:
 def _register_commands() -> None:
     """Commands that live in their own modules (BLE, MQTT)."""
     from imu.cli_ble import bridge, live
+    from imu.cli_mqtt import phone_sim, serve
 
-    cli.add_command(live)
-    cli.add_command(bridge)
+    for command in (live, bridge, serve, phone_sim):
+        cli.add_command(command)
 
 
 _register_commands()

@@ -285,7 +285,7 @@ async def bridge_session(
     stop: asyncio.Event | None = None,
     link_kwargs: dict[str, Any] | None = None,
 ) -> int:
-    """BLE in, bridge protocol out (thin: framing and topics are :mod:`imu.bridge_protocol`'s).
+    """BLE in, bridge protocol out (thin: framing and topics are :mod:`firmware_interface.bridge`'s).
 
     Returns the number of packets published.
     """
@@ -294,7 +294,7 @@ async def bridge_session(
     import aiomqtt
 
     from firmware_interface.ble import SensorLink, find_sensor
-    from imu.bridge_protocol import Status, encode_raw_batch, encode_status, topic
+    from firmware_interface.bridge import Status, encode_raw_batch, encode_status, topic
 
     url = urlparse(mqtt_url)
     kwargs = dict(link_kwargs or {})

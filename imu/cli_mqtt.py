@@ -241,15 +241,15 @@ def serve(
             raise _CliError(str(exc)) from None
     _logging(verbose)
     server = BridgeServer(cfg, sinks)
-    asyncio.run(_run_until_signal(server.run()))
+    asyncio.run(_run_until_signal(server))
 
 
-async def _run_until_signal(coro: Any) -> None:
-    task = asyncio.ensure_future(coro)
+async def _run_until_signal(server: Any) -> None:
+    task = asyncio.ensure_future(server.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, server.request_stop)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -322,7 +322,7 @@ def phone_sim(
     Sends status start, the raw sensor packets in batches, status stop; collects the steps,
     alerts and the final summary the server publishes for this session.
     """
-    from imu.bridge_protocol import ID_PATTERN
+    from firmware_interface.bridge import ID_PATTERN
     from simulators import simulate_run
     from simulators.phone import PhoneConfig, run_phone, summarize_report
 

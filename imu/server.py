@@ -40,9 +40,7 @@ import numpy.typing as npt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware_interface.protocol import PROTOCOL_VERSION, PacketType
-from imu.alerts import AlertConfig
-from imu.bridge_protocol import (
+from firmware_interface.bridge import (
     BRIDGE_VERSION,
     BridgeFormatError,
     Status,
@@ -56,6 +54,8 @@ from imu.bridge_protocol import (
     server_stats_topic,
     topic,
 )
+from firmware_interface.protocol import PROTOCOL_VERSION, PacketType
+from imu.alerts import AlertConfig
 from imu.pipeline import Pipeline, SessionInfo
 from storage.records import Record, Sink
 
@@ -366,10 +366,13 @@ class BridgeServer:
         self.bad_payloads: dict[str, dict[str, int]] = {}
         self.loop_lag_max_s = 0.0
         self.summaries: dict[tuple[str, str], dict[str, Any]] = {}
+        self._stopping = False
+        self._run_task: asyncio.Task[Any] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve until cancelled; on exit close every open session and the sinks."""
+        """Serve until cancelled (or :meth:`request_stop`); on exit close every session and the sinks."""
+        self._run_task = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._connection_loop(), name="imu-server.connection")
@@ -380,6 +383,12 @@ class BridgeServer:
                 self._close_session(sess, reason="shutdown", publish=False)
             for sink in self._sinks:
                 sink.close()
+
+    def request_stop(self) -> None:
+        """Stop :meth:`run` (signal handlers call this)."""
+        self._stopping = True
+        if self._run_task is not None:
+            self._run_task.cancel()
 
     def _client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
@@ -427,8 +436,7 @@ class BridgeServer:
             except* aiomqtt.MqttError as eg:
                 log.warning("broker connection lost or refused: %s", eg.exceptions[0])
             self._on_disconnected()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if self._stopping:
                 raise asyncio.CancelledError  # aiomqtt may turn a cancelled connect into MqttError
             if connected_at is not None and time.monotonic() - connected_at > 5.0:
                 attempt = 0

@@ -5,7 +5,7 @@ or faster), then status ``stop``; meanwhile it collects the ``steps`` and ``aler
 sends back, until the server's final ``summary`` arrives. A lost broker connection is retried with
 capped jittered backoff and every batch not acknowledged (PUBACK) is sent again with its number.
 
-Note: this module speaks the bridge protocol of :mod:`imu.bridge_protocol` (pure encoders).
+Note: this module speaks the bridge protocol of :mod:`firmware_interface.bridge` (pure encoders).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import numpy.typing as npt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from firmware_interface.bridge import Status, encode_raw_batch, encode_status, topic
 from firmware_interface.protocol import HEADER_STRUCT, crc16
-from imu.bridge_protocol import Status, encode_raw_batch, encode_status, topic
 
 __all__ = [
     "PhoneConfig",
@@ -228,9 +228,6 @@ class _Phone:
                             self.done.set()
                         reader.cancel()
             except* aiomqtt.MqttError as eg:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from None
                 attempt += 1
                 if attempt > self.cfg.max_connect_attempts:
                     raise

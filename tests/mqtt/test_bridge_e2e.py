@@ -17,9 +17,9 @@ from conftest import PASSWORDS, SERVER_USER, running_server, simulated_packets
 from mqtt_broker import Mosquitto
 
 from dsp.types import STEP_METRICS
+from firmware_interface.bridge import Status, encode_raw_batch, encode_status
 from firmware_interface.recording import RecordingWriter
 from imu.alerts import AlertConfig
-from imu.bridge_protocol import Status, encode_raw_batch, encode_status
 from imu.server import ReorderBuffer, ServerConfig, partition_of
 from imu.sessions import replay_session
 from simulators.phone import PhoneConfig, run_phone

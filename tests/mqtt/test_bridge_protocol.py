@@ -8,8 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from firmware_interface.protocol import encode_data_packet
-from imu.bridge_protocol import (
+from firmware_interface.bridge import (
     MAX_RAW_PAYLOAD_BYTES,
     BridgeFormatError,
     Status,
@@ -20,6 +19,7 @@ from imu.bridge_protocol import (
     parse_topic,
     topic,
 )
+from firmware_interface.protocol import encode_data_packet
 from imu.server import ReorderBuffer, partition_of
 
 
