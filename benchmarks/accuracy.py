@@ -247,7 +247,11 @@ def eval_alcantara(
     }
 
 
-def eval_mobgap(seed: int = 0, rotate: bool = True) -> dict[str, Any]:
+def eval_mobgap(
+    seed: int = 0, rotate: bool = True, gait: GaitParams | None = None
+) -> dict[str, Any]:
+    """mobgap lab trials (lower back, walking), sensor frame randomly rotated per trial."""
+    params = AnalyzerParams(gait=gait) if gait is not None else None
     rng = np.random.default_rng(seed)
     tp = nd = nr = 0
     side_ok = side_n = 0
@@ -258,7 +262,7 @@ def eval_mobgap(seed: int = 0, rotate: bool = True) -> dict[str, Any]:
         acc = tr.acc_g * G @ R.T
         gyr = tr.gyr_dps @ R.T
         t = np.arange(acc.shape[0]) / tr.fs
-        out = analyze(t, acc, gyr, sample_rate_hz=tr.fs)
+        out = analyze(t, acc, gyr, sample_rate_hz=tr.fs, params=params)
         ev = out.events
         icm = ev["kind"] == EventKind.INITIAL_CONTACT
         ic = ev["time_s"][icm]

@@ -186,13 +186,195 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     return {"emit": emit, "close": close, "per_runner": per, "failures": failures[:5]}
 
 
+def _loadgen_shared(spec: dict[str, Any]) -> dict[str, Any]:
+    """Light load generator: ONE paho connection (network thread) publishes for all its runners.
+
+    The bench broker is anonymous without ACL, so one connection may publish under every runner's
+    topics; to the server this is the same stream as one connection per phone (same topics,
+    batches, QoS 1, pacing). PUBACKs are counted in ``on_publish`` (no task or await per
+    message); steps arrive on per-runner subscriptions of the same connection.
+    """
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from firmware_interface.bridge import Status, encode_raw_batch, encode_status, topic
+
+    with Path(spec["packets_file"]).open("rb") as f:
+        data = pickle.load(f)
+    packets: list[bytes] = data["packets"]
+    end_t = np.asarray(data["end_t"])
+    first_t = np.asarray(data["first_t"])
+    ppb: int = spec["packets_per_batch"]
+    batch_s: float = spec["batch_s"]
+    n_batches: int = spec["n_batches"]
+    runners: list[dict[str, Any]] = spec["runners"]
+    warmup_s: float = spec["warmup_s"]
+    t_start = spec["t_start_monotonic_wall"]
+    emit: list[float] = []
+    close: list[float] = []
+    by_topic: dict[str, int] = {}
+    sent = [[0.0] * n_batches for _ in runners]
+    acked = [0] * len(runners)
+    steps = [0] * len(runners)
+    summaries: list[dict[str, Any] | None] = [None] * len(runners)
+    mids: dict[int, tuple[int, int]] = {}
+    lock = threading.Lock()
+    all_done = threading.Event()
+    n_done = [0]
+    for i, r in enumerate(runners):
+        by_topic[topic(r["runner"], r["session"], "steps")] = i
+
+    early: set[int] = set()  # PUBACKs that arrived before publish() returned the mid
+
+    def on_publish(c: Any, u: Any, mid: int, rc: Any, props: Any) -> None:
+        if getattr(rc, "is_failure", False):
+            return
+        with lock:
+            item = mids.pop(mid, None)
+            if item is None:
+                early.add(mid)
+            else:
+                acked[item[0]] += item[1]
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        now = time.monotonic()
+        i = by_topic.get(msg.topic)
+        if i is None:
+            return
+        r = runners[i]
+        obj = json.loads(msg.payload)
+        if obj["type"] == "steps":
+            b = obj.get("batch")
+            t_b = sent[i][b] if b is not None and 0 <= b < n_batches and sent[i][b] else None
+            for s in obj["steps"]:
+                steps[i] += 1
+                if t_b is None or t_b - t_start < warmup_s:
+                    continue
+                emit.append(now - t_b)
+                cad = s.get("cadence_spm")
+                if cad:
+                    t_close = first_t[r["offset"]] + s["time_s"] + 60.0 / cad
+                    j = int(np.searchsorted(end_t, t_close - 1e-9))
+                    k = (j - r["offset"]) // ppb
+                    if 0 <= k < n_batches and sent[i][k]:
+                        close.append(now - sent[i][k])
+        elif obj["type"] == "summary" and summaries[i] is None:
+            summaries[i] = obj
+            n_done[0] += 1
+            if n_done[0] == len(runners):
+                all_done.set()
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"lg-shared-{os.getpid()}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_publish = on_publish
+    client.on_message = on_message
+    client.connect("127.0.0.1", spec["port"], keepalive=60)
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.loop_start()
+
+    def publish(t: str, payload: bytes, i: int, npk: int) -> None:
+        # never hold `lock` inside paho: its network thread calls on_publish with paho's locks held
+        info = client.publish(t, payload, qos=1)
+        with lock:
+            if info.mid in early:
+                early.discard(info.mid)
+                acked[i] += npk
+            else:
+                mids[info.mid] = (i, npk)
+
+    try:
+        topics = list(by_topic)
+        for j in range(0, len(topics), 100):
+            res, _ = client.subscribe([(t, spec["steps_qos"]) for t in topics[j : j + 100]])
+            if res != mqtt.MQTT_ERR_SUCCESS:
+                raise RuntimeError(f"subscribe failed: {res}")
+        time.sleep(0.5)  # SUBACKs
+        for i, r in enumerate(runners):
+            start = Status(type="start", start_utc_s=time.time(), sample_rate_hz=200.0)
+            publish(topic(r["runner"], r["session"], "status"), encode_status(start), i, 0)
+        raw_t = [topic(r["runner"], r["session"], "raw") for r in runners]
+        # send schedule: runner i's batch k is due at t_start + phase_i + (k + 1) * batch_s
+        schedule = sorted(
+            (t_start + r["phase"] + (k + 1) * batch_s, i, k)
+            for i, r in enumerate(runners)
+            for k in range(n_batches)
+        )
+        for due, i, k in schedule:
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            lo = runners[i]["offset"] + k * ppb
+            now_us = int(time.time() * 1e6)
+            payload = encode_raw_batch(k, [(now_us, p) for p in packets[lo : lo + ppb]])
+            sent[i][k] = time.monotonic()
+            publish(raw_t[i], payload, i, ppb)
+        deadline = time.monotonic() + 60
+        while mids and time.monotonic() < deadline:  # PUBACKs of the raw batches
+            time.sleep(0.05)
+        for i, r in enumerate(runners):
+            publish(
+                topic(r["runner"], r["session"], "status"), encode_status(Status(type="stop")), i, 0
+            )
+        all_done.wait(spec["results_timeout_s"])
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    per = []
+    for i, r in enumerate(runners):
+        bridge = (summaries[i] or {}).get("bridge") or {}
+        per.append(
+            {
+                "runner": r["runner"],
+                "acked_packets": acked[i],
+                "server_packets_in": bridge.get("packets_in"),
+                "overload_dropped": bridge.get("overload_dropped", 0),
+                "steps": steps[i],
+                "errors": 0,
+            }
+        )
+    return {"emit": emit, "close": close, "per_runner": per, "failures": []}
+
+
 def _loadgen_main(spec_file: str, out_file: str) -> None:
     import logging
 
     logging.getLogger("mqtt").setLevel(logging.ERROR)
     spec = json.loads(Path(spec_file).read_text())
-    res = asyncio.run(_loadgen(spec))
+    per_phone = spec.get("mode") == "per-phone"
+    res = asyncio.run(_loadgen(spec)) if per_phone else _loadgen_shared(spec)
     Path(out_file).write_text(json.dumps(res))
+
+
+def _wait_server_ready(host: str, port: int, server_id: str, timeout_s: float) -> float:
+    """Seconds until the server's first stats message (it connects after its warm-up)."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-wait-{os.getpid()}")
+    c.on_message = lambda *a: got.set()
+    t0 = time.monotonic()
+    c.connect(host, port)
+    c.subscribe(f"imu/_server/{server_id}/stats", 0)
+    c.loop_start()
+    try:
+        if not got.wait(timeout_s):
+            raise RuntimeError(f"server not ready after {timeout_s:.0f} s")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return time.monotonic() - t0
 
 
 # --- orchestration ------------------------------------------------------------------------------
@@ -258,7 +440,13 @@ def run_one(
     )
     slog = (workdir / f"server-{n_runners}.log").open("wb")
     server = subprocess.Popen(serve_args, cwd=ROOT, stdout=slog, stderr=subprocess.STDOUT)
-    time.sleep(2.0)
+    try:
+        _wait_server_ready(host, port, "bench", 300.0)
+    except BaseException:
+        server.kill()
+        if broker is not None:
+            broker.stop()
+        raise
     ppb = max(1, round(args.batch * pkt_rate))
     n_batches = int(args.seconds / args.batch)
     max_off = n_packets - n_batches * ppb - 1
@@ -280,6 +468,7 @@ def run_one(
             "packets_file": str(packets_file), "port": port, "packets_per_batch": ppb, "batch_s": args.batch,
             "n_batches": n_batches, "runners": runners[p::procs], "warmup_s": args.warmup,
             "t_start_monotonic_wall": t_start, "results_timeout_s": 30.0 + n_runners / 50, "steps_qos": args.steps_qos,
+            "mode": args.loadgen,
         }  # fmt: skip
         sf, of = workdir / f"spec-{n_runners}-{p}.json", workdir / f"out-{n_runners}-{p}.json"
         sf.write_text(json.dumps(spec))
@@ -383,6 +572,13 @@ def main() -> None:
         help="seconds after the first start not measured (>= stagger)",
     )
     ap.add_argument("--steps-qos", type=int, default=1, choices=(0, 1))
+    ap.add_argument(
+        "--loadgen",
+        choices=("shared", "per-phone"),
+        default="shared",
+        help="shared: one paho connection per load-generator process publishes for all its phones "
+        "(light); per-phone: one aiomqtt connection per phone (heavy: 2 cores cannot drive 1000)",
+    )
     ap.add_argument(
         "--store",
         action="store_true",

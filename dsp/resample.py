@@ -86,7 +86,6 @@ def _resample_pass(
     n_drop = st[_N_DROPPED]
     pend = st[_PENDING_FLAG]
     n_in = st[_N_IN]
-    dtg = 1.0 / fs
     m = 0
     for j in range(t.shape[0]):
         tj = t[j]
@@ -139,7 +138,7 @@ def _resample_pass(
         else:
             n_in += 1
             inv = 1.0 / (tj - tp)
-            tg = t0 + nk * dtg
+            tg = t0 + nk / fs
             while tg <= tj:
                 w = (tg - tp) * inv
                 out_k[m] = nk
@@ -153,7 +152,7 @@ def _resample_pass(
                 pend = 0
                 m += 1
                 nk += 1
-                tg = t0 + nk * dtg
+                tg = t0 + nk / fs
         tp = tj
         pa0 = a0
         pa1 = a1

@@ -99,7 +99,7 @@ class AlertConfig:
     pace_window_steps: int = 8
     #: contact time and VO are judged only while the step time is within the baseline window's
     #: 5-95 % range widened by this much (their pace models are not extrapolated further)
-    pace_gate_pct: float = 5.0
+    pace_gate_pct: float = 4.0
     # smoothing and noise guard
     ewma_tau_s: float = 30.0
     noise_z: float = 4.0
@@ -115,8 +115,8 @@ class AlertConfig:
     pelvic_drop_critical_deg: float = 2.0
     pelvic_drop_asymmetry_warn_deg: float = 1.5
     pelvic_drop_asymmetry_critical_deg: float = 3.0
-    contact_time_warn_pct: float = 6.0
-    contact_time_critical_pct: float = 12.0
+    contact_time_warn_pct: float = 8.0
+    contact_time_critical_pct: float = 15.0
     contact_balance_warn_pp: float = 1.5
     contact_balance_critical_pp: float = 3.0
     vertical_oscillation_warn_pct: float = 12.0

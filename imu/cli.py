@@ -522,6 +522,35 @@ def _print_history(hist: dict[str, Any]) -> None:
     console.print(weeks)
 
 
+@cli.command()
+@click.argument("session")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory for report.html and its plots.",
+)
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+def report(session: str, out_dir: str, store: str | None) -> None:
+    """Write the post-run report of a session: an HTML page a physical therapist can read.
+
+    Plots each metric over the run per side with the runner's baseline band and alert
+    markers, and summarises per-side averages, asymmetry and when form broke down.
+    """
+    with _clean_errors():
+        from imu.report import write_report
+        from storage.embedded import EmbeddedStore
+
+        with EmbeddedStore(store) if store else EmbeddedStore() as db:
+            meta = db.get_session(session)
+            steps = db.steps(session)
+            events = db.events(session)
+            alerts = db.alerts(session)
+        path = write_report(_as_step_array(steps), events, alerts, meta, out_dir)
+        console.print(f"report: {path}")
+
+
 def _as_step_array(steps: Any) -> Any:
     """Rows from the store (dicts or a structured array) -> STEP_DTYPE array."""
     from dsp.types import SIDE_NAMES, STEP_DTYPE, STEP_METRICS, Activity, Side

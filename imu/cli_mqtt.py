@@ -185,6 +185,12 @@ def _with_broker_options(f: Any) -> Any:
     show_default=True,
     help="QoS of steps messages (alerts always QoS 1).",
 )
+@click.option(
+    "--warm-up/--no-warm-up",
+    default=True,
+    show_default=True,
+    help="Run a short simulated session through the pipeline before connecting (JIT compilation).",
+)
 def serve(
     url: str,
     username: str | None,
@@ -202,6 +208,7 @@ def serve(
     reorder_window: int,
     stats_interval_s: float,
     steps_qos: int,
+    warm_up: bool,
 ) -> None:
     """Analyse phones' sensor streams from an MQTT broker and send metrics and alerts back.
 
@@ -228,6 +235,7 @@ def serve(
         reorder_window=reorder_window,
         stats_interval_s=stats_interval_s,
         steps_qos=steps_qos,
+        warm_up=warm_up,
         **kw,
     )
     sinks = []

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from firmware_interface.protocol import STANDARD_GRAVITY_MPS2
 from imu.errors import InputError
@@ -115,6 +116,100 @@ def read_csv(
         gyr_dps=None if gyr is None else np.ascontiguousarray(gyr),
         sample_rate_hz=sample_rate_hz,
     )
+
+
+@njit(cache=True, nogil=True)
+def _parse_plain_decimal(
+    buf: npt.NDArray[np.uint8], ncol: int
+) -> tuple[npt.NDArray[np.float64], int]:
+    """Rows of ``ncol`` plain decimals (``-12.345``, no exponent, <= 15 significant digits).
+
+    Returns (values, n_rows) or (empty, -1) on anything else. Value = integer mantissa / 10^d with
+    both exact in float64, so the one IEEE division is correctly rounded: the same double as
+    strtod / ``np.loadtxt``.
+    """
+    n = buf.shape[0]
+    bad = (np.empty(0), -1)
+    est = 1
+    for i in range(n):
+        if buf[i] == 10:
+            est += 1
+    out = np.empty(est * ncol)
+    p10 = np.empty(23)
+    p10[0] = 1.0
+    for k in range(1, 23):
+        p10[k] = p10[k - 1] * 10.0
+    i = 0
+    m = 0  # values written
+    col = 0
+    while i < n:
+        c = buf[i]
+        if c == 10 and col == 0:  # only a final newline / trailing empty line is accepted
+            i += 1
+            if i < n:
+                return bad
+            break
+        neg = False
+        if c in (45, 43):  # - +
+            neg = c == 45
+            i += 1
+        mant = 0
+        nd = 0  # significant digits
+        frac = 0
+        seen_dot = False
+        any_digit = False
+        while i < n:
+            c = buf[i]
+            if 48 <= c <= 57:
+                any_digit = True
+                if mant != 0 or c != 48:
+                    nd += 1
+                mant = mant * 10 + (c - 48)
+                if seen_dot:
+                    frac += 1
+            elif c == 46 and not seen_dot:
+                seen_dot = True
+            else:
+                break
+            i += 1
+        if not any_digit or nd > 15 or frac > 22:
+            return bad
+        v = mant / p10[frac]
+        out[m] = -v if neg else v
+        m += 1
+        col += 1
+        if i >= n:
+            if col != ncol:
+                return bad
+            break
+        c = buf[i]
+        i += 1
+        if c == 44:  # ,
+            if col >= ncol:
+                return bad
+        elif c == 10 or (c == 13 and i < n and buf[i] == 10):
+            if c == 13:
+                i += 1
+            if col != ncol:
+                return bad
+            col = 0
+        else:
+            return bad
+    if col != 0:
+        return bad
+    return out[:m], m // ncol
+
+
+def _read_plain_decimal(p: Path, ncol: int, cols: list[int]) -> npt.NDArray[np.float64] | None:
+    """Fast path of the common file (plain decimals, one header line); None = use np.loadtxt."""
+    raw = p.read_bytes()
+    start = raw.find(b"\n")
+    if start < 0 or start + 1 >= len(raw):
+        return None
+    vals, nrow = _parse_plain_decimal(np.frombuffer(raw, dtype=np.uint8, offset=start + 1), ncol)
+    if nrow <= 0:
+        return None
+    return np.ascontiguousarray(vals.reshape(nrow, ncol)[:, cols])
 
 
 def _check_gravity(name: str, acc_mps2: npt.NDArray[np.float64], acc_unit: AccUnit) -> None:

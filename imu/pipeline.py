@@ -102,7 +102,12 @@ class Pipeline:
         self.has_gyro = has_gyro
         self.decoder = PacketDecoder()
         self.analyzer = GaitAnalyzer(has_gyro=has_gyro)
-        self.alert_engine = AlertEngine(alert_config or AlertConfig(), baseline=baseline)
+        self.alert_engine = AlertEngine(
+            alert_config or AlertConfig(),
+            baseline=baseline,
+            runner=info.runner,
+            session=info.session_id,
+        )
         self._origin_s = time_origin_s
         self._on_steps = on_steps
         self._on_alerts = on_alerts
@@ -159,6 +164,11 @@ class Pipeline:
     @property
     def events(self) -> npt.NDArray[Any]:
         return np.concatenate(self._events) if self._events else np.zeros(0, EVENT_DTYPE)
+
+    @property
+    def learned_baseline(self) -> Baseline | None:
+        """The baseline this session learned (to be saved as the runner's usual), if any."""
+        return self.alert_engine.baseline
 
     @property
     def alerts(self) -> list[Alert]:

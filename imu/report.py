@@ -337,7 +337,8 @@ def write_report(
         images.append((fname, p.title, _fig_png(fig)))
         plt.close(fig)
 
-    asym = _asymmetry_figure(plt, steps, t, run, bouts, t_end, b, al)
+    steady_run = run & ~np.isin(t, transition_t)
+    asym = _asymmetry_figure(plt, steps, t, steady_run, bouts, t_end, b, al)
     if asym is not None:
         images.insert(1, ("report_asymmetry.png", "Left/right asymmetry", asym))
 
@@ -393,6 +394,7 @@ def _asymmetry_figure(
     b: Baseline | None,
     al: list[dict[str, Any]],
 ) -> bytes | None:
+    """``run``: the steady running steps (bout starts and ends left out)."""
     lm, rm = run & (steps["side"] == Side.LEFT), run & (steps["side"] == Side.RIGHT)
     if lm.sum() < 10 or rm.sum() < 10:
         return None

@@ -25,6 +25,7 @@ import logging
 import os
 import queue
 import random
+import select
 import socket
 import ssl
 import threading
@@ -37,6 +38,8 @@ from typing import Any, Final
 
 import aiomqtt
 import numpy.typing as npt
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -85,6 +88,8 @@ class ServerConfig:
         reorder_window: packets held back to put late packets back in sequence order (0 = off).
         reorder_hold_s: longest a packet waits for a missing predecessor.
         tick_s: how often queued packets are fed to the pipelines.
+        process_slice_s: the processing task yields to the event loop (I/O) after this much
+            pipeline work; sessions of one tick are processed back to back within a slice.
         stats_interval_s: period of the ``imu/_server/<id>/stats`` message (0 = never).
         steps_qos: QoS of ``steps`` messages (alerts and summaries always use QoS 1).
         publishers: concurrent outgoing publishes (the PUBACK window).
@@ -94,6 +99,9 @@ class ServerConfig:
             while the server is away (MQTT v5 session expiry, ``clean_start`` false).
         backoff_base_s, backoff_cap_s: reconnect delay: uniform(0, min(cap, base * 2**attempt)).
         alert_config: thresholds of every session's alert engine (default :class:`AlertConfig`).
+        warm_up: before connecting, run a short simulated session through a pipeline, so that
+            the DSP's JIT compilation (seconds; much longer with a stale numba cache) does not
+            stall the event loop while the first real sessions stream.
     """
 
     host: str = "127.0.0.1"
@@ -107,6 +115,7 @@ class ServerConfig:
     reorder_window: int = 32
     reorder_hold_s: float = 1.0
     tick_s: float = 0.02
+    process_slice_s: float = 0.005
     stats_interval_s: float = 10.0
     steps_qos: int = 1
     publishers: int = 32
@@ -116,6 +125,7 @@ class ServerConfig:
     backoff_base_s: float = 0.2
     backoff_cap_s: float = 10.0
     alert_config: AlertConfig | None = None
+    warm_up: bool = False
 
 
 # --- reorder window ---------------------------------------------------------------------------
@@ -319,6 +329,52 @@ class _ThreadedSink:
                 log.exception("store write failed (%d records)", len(batch))
 
 
+# --- MQTT client -------------------------------------------------------------------------------
+_READ_BURST: Final = 256  # MQTT packets read per socket wakeup at most
+
+
+class _DirectClient(aiomqtt.Client):
+    """An aiomqtt client that hands each incoming PUBLISH straight to ``on_message``.
+
+    aiomqtt's ``client.messages`` iterator creates a task and an ``asyncio.wait`` for every
+    message, i.e. two or more event-loop iterations per message; with the pipelines' work between
+    iterations the server read ~500 messages/s however idle the CPU was, and the backlog grew in
+    aiomqtt's unbounded queue (already PUBACKed, so invisible to the broker). Here the handler runs
+    inside paho's read callback (``handle_message`` is cheap and never blocks), and one socket
+    wakeup reads up to ``_READ_BURST`` packets (paho's ``loop_read`` reads only
+    ``1 + in-flight`` packets per call). Nothing is put in ``client.messages``; iterating it still
+    raises :class:`aiomqtt.MqttError` when the connection is lost.
+    """
+
+    def __init__(self, *args: Any, on_message: Callable[[str, bytes], None], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._direct_on_message = on_message
+        paho = self._client
+        single_read = paho.loop_read
+
+        def loop_read_burst(max_packets: int = 1) -> MQTTErrorCode:
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            for _ in range(_READ_BURST):
+                rc = single_read(max_packets)
+                sock = paho.socket()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or sock is None:
+                    break
+                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    continue
+                if not select.select([sock], [], [], 0)[0]:
+                    break
+            return rc
+
+        paho.loop_read = loop_read_burst  # type: ignore[method-assign]
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            name = message.topic
+        except UnicodeDecodeError:
+            name = ""  # counted as bad_topic
+        self._direct_on_message(name, bytes(message.payload))
+
+
 # --- the server -------------------------------------------------------------------------------
 class BridgeServer:
     """The MQTT bridge service. ``await server.run()`` until cancelled.
@@ -360,6 +416,7 @@ class BridgeServer:
             "sessions_failed": 0,
             "publish_dropped": 0,
             "publish_errors": 0,
+            "handler_errors": 0,
             "connects": 0,
             "disconnects": 0,
         }
@@ -373,6 +430,8 @@ class BridgeServer:
     async def run(self) -> None:
         """Serve until cancelled (or :meth:`request_stop`); on exit close every session and the sinks."""
         self._run_task = asyncio.current_task()
+        if self.cfg.warm_up:
+            self.warm_up()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._connection_loop(), name="imu-server.connection")
@@ -384,6 +443,24 @@ class BridgeServer:
             for sink in self._sinks:
                 sink.close()
 
+    def warm_up(self) -> float:
+        """Feed 30 s of a simulated run through a throw-away pipeline; returns the seconds taken."""
+        from simulators import simulate_run
+
+        t0 = time.monotonic()
+        run = simulate_run(0.5, 0)
+        info = SessionInfo(
+            session_id="warm-up", runner="warm-up", device="sim", source="mqtt", start_utc_s=0.0
+        )
+        pipeline = Pipeline(info, [], alert_config=self.cfg.alert_config)
+        packets = [p for _, p in run.packets]
+        for i in range(0, len(packets), 10):
+            pipeline.feed_packets(packets[i : i + 10])
+        pipeline.close()
+        took = time.monotonic() - t0
+        log.info("pipeline warm-up took %.1f s", took)
+        return took
+
     def request_stop(self) -> None:
         """Stop :meth:`run` (signal handlers call this)."""
         self._stopping = True
@@ -393,9 +470,10 @@ class BridgeServer:
     def _client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.session_expiry_s
-        client = aiomqtt.Client(
+        client = _DirectClient(
             self.cfg.host,
             self.cfg.port,
+            on_message=self._on_paho_message,
             username=self.cfg.username,
             password=self.cfg.password,
             identifier=f"imu-server-{self.cfg.server_id}",
@@ -476,11 +554,20 @@ class BridgeServer:
 
     # --- input -----------------------------------------------------------------------------
     async def _read_loop(self, client: aiomqtt.Client) -> None:
-        async for msg in client.messages:
+        # Messages are handled in _on_paho_message (inside the socket's read callback); the
+        # iterator only ends the connection with MqttError when the broker goes away.
+        async for msg in client.messages:  # pragma: no cover - _DirectClient queues nothing
             payload = msg.payload
             if not isinstance(payload, (bytes, bytearray)):
                 payload = b"" if payload is None else str(payload).encode()
             self.handle_message(msg.topic.value, bytes(payload))
+
+    def _on_paho_message(self, topic_name: str, payload: bytes) -> None:
+        try:
+            self.handle_message(topic_name, payload)
+        except Exception:  # never let one message break paho's read loop (= the connection)
+            self.counters["handler_errors"] += 1
+            log.exception("handling a message on %r failed", topic_name)
 
     def handle_message(self, topic_name: str, payload: bytes) -> None:
         """Validate and queue one incoming message (cheap; never raises on bad input)."""
@@ -581,12 +668,17 @@ class BridgeServer:
             now = time.monotonic()
             keys = list(self._dirty)
             self._dirty.clear()
+            budget_end = time.perf_counter() + self.cfg.process_slice_s
             for key in keys:
                 sess = self.sessions.get(key)
                 if sess is None:
                     continue
                 self._process(sess, now)
-                await asyncio.sleep(0)
+                if time.perf_counter() >= budget_end:
+                    # Let the I/O callbacks run (they read everything waiting in the socket),
+                    # then continue with the next sessions of this pass.
+                    await asyncio.sleep(0)
+                    budget_end = time.perf_counter() + self.cfg.process_slice_s
             if now - last_idle_check >= 1.0:
                 last_idle_check = now
                 self._check_idle(now)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
+from imu.baseline import Baseline, BaselineStore
 from imu.csv_input import AccUnit, GyrUnit, read_csv
 from imu.outputs import write_outputs, write_steps_csv
 from imu.pipeline import Pipeline, PipelineResult, SessionInfo
@@ -32,11 +33,22 @@ def _sinks(sink: Sink | None) -> list[Sink]:
     return [sink] if sink is not None else []
 
 
-def _finish(pipeline: Pipeline, out_dir: str | Path | None) -> PipelineResult:
+def _finish(
+    pipeline: Pipeline, out_dir: str | Path | None, baselines: BaselineStore | None = None
+) -> PipelineResult:
+    """Close the pipeline, write the result files, save what the session learned of the runner."""
     res = pipeline.close()
     if out_dir is not None:
         write_outputs(out_dir, res.events, res.steps, res.alerts, res.summary)
+    learned = pipeline.learned_baseline
+    if baselines is not None and learned is not None:
+        baselines.save(learned, runner=pipeline.info.runner)
     return res
+
+
+def _baselines(sink: Sink | None) -> BaselineStore | None:
+    """A runner's usual values are kept only when results are kept (not with --no-store)."""
+    return BaselineStore() if sink is not None else None
 
 
 def simulate_session(
@@ -65,11 +77,15 @@ def simulate_session(
         start_utc_s=start_utc_s,
         metadata={"seed": seed, "minutes": minutes, "sample_rate_hz": rate_hz},
     )
-    pipeline = Pipeline(info, _sinks(sink))
+    baselines = _baselines(sink)
+    baseline = baselines.load(runner) if baselines is not None else None
+    pipeline = Pipeline(info, _sinks(sink), baseline=baseline)
     packets = run.packets
     writer = None
     if record_path is not None:
-        writer = RecordingWriter(str(record_path), _recording_metadata(info, run.metadata))
+        meta = _recording_metadata(info, run.metadata)
+        meta["baseline"] = baseline.to_dict() if baseline is not None else None
+        writer = RecordingWriter(str(record_path), meta)
     try:
         task = progress.add_task("simulating", total=len(packets)) if progress else None
         with progress or _nullcontext():
@@ -83,7 +99,7 @@ def simulate_session(
     finally:
         if writer is not None:
             writer.close()
-    res = _finish(pipeline, out_dir)
+    res = _finish(pipeline, out_dir, baselines)
     if out_dir is not None:
         write_steps_csv(Path(out_dir) / "truth_steps.csv", run.truth_steps)
     return res
@@ -118,7 +134,10 @@ def replay_session(
         clock_drift_ppm=float(meta.get("clock_drift_ppm", 0.0)),
         metadata=meta,
     )
-    pipeline = Pipeline(info, _sinks(sink))
+    # the baseline the live session started from, so that replay gives the same alerts
+    recorded = meta.get("baseline")
+    baseline = Baseline.from_dict(recorded) if isinstance(recorded, dict) else None
+    pipeline = Pipeline(info, _sinks(sink), baseline=baseline)
     task = progress.add_task("replaying", total=len(payloads)) if progress else None
     with progress or _nullcontext():
         if realtime:
@@ -159,9 +178,16 @@ def analyze_csv(
         start_utc_s=time.time(),
         metadata={"file": str(path), "sample_rate_hz": rec.sample_rate_hz},
     )
-    pipeline = Pipeline(info, _sinks(sink), has_gyro=rec.gyr_dps is not None, time_origin_s=0.0)
+    baselines = _baselines(sink)
+    pipeline = Pipeline(
+        info,
+        _sinks(sink),
+        has_gyro=rec.gyr_dps is not None,
+        time_origin_s=0.0,
+        baseline=baselines.load(runner) if baselines is not None else None,
+    )
     pipeline.feed_samples(rec.t_s, rec.acc_mps2, rec.gyr_dps)
-    return _finish(pipeline, out_dir)
+    return _finish(pipeline, out_dir, baselines)
 
 
 def _recording_metadata(info: SessionInfo, sim_meta: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,8 @@ def test_simulated_two_minute_run(rate: int) -> None:
     assert np.nanmean(np.abs(r["cad"])) <= 2.0  # 100 Hz: ~1.8 spm (IC jitter of +-2 ms)
     assert np.sqrt(np.nanmean(r["vo"] ** 2)) <= 0.005
     # running ICs are reported <= 0.09 s after contact; the walking part of the session (jerk
-    # detector: 3 Hz low-pass delay + hold) reaches 0.135 s
-    assert info["max_ic_report_latency_s"] <= 0.14
+    # detector: 3 Hz low-pass group delay 75 ms + hold 20 ms) <= 0.1 s
+    assert info["max_ic_report_latency_s"] <= 0.1
 
 
 def test_accelerometer_only_gives_events_and_timing() -> None:
@@ -72,4 +72,5 @@ def test_mobgap_walking_ic() -> None:
     from benchmarks.accuracy import eval_mobgap
 
     r = eval_mobgap()
-    assert r["f1"] >= 0.7
+    assert r["f1"] >= 0.75  # measured 0.769 (target 0.92 not met)
+    assert r["side_acc"] >= 0.94  # measured 0.950

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 from dsp_synth import synth_run
-from naive_dsp import naive_lowpass, naive_resample, naive_vertical_oscillation
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive_dsp import (
+    naive_lowpass,
+    naive_resample,
+    naive_resample_stream,
+    naive_vertical_oscillation,
+)
 
 from dsp.analyzer import analyze
 from dsp.gait import GaitParams, _biquad, _biquad_reset, gait_coefficients
-from dsp.orientation import SIG_OBLIQ, OrientParams, orient
-from dsp.resample import resample_uniform
+from dsp.orientation import SIG_OBLIQ, SIG_TILT, OrientParams, orient, orient_initial_state
+from dsp.resample import _resample_capacity, resample_initial_state, resample_uniform
 
 
 def test_resample_matches_interp() -> None:
@@ -77,3 +84,97 @@ def test_pure_gyro_orientation_matches_scipy() -> None:
     # obliquity = asin(up component of the +left axis (sensor y with default known axes))
     ref = np.rad2deg(np.arcsin(R[:, 2, 1]))
     np.testing.assert_allclose(sig[:, SIG_OBLIQ], ref, atol=0.05)
+
+
+def test_orientation_matches_naive_per_sample_filter() -> None:
+    """Kernel (drift correction every 20 ms, lazy renormalisation, polynomial asin) vs textbook."""
+    from naive_dsp import naive_orientation
+
+    from simulators import Segment, SensorConfig, simulate_run
+
+    fs = 200
+    run = simulate_run(
+        0.5,
+        21,
+        segments=[Segment.standing(2.0), Segment.running(60.0)],
+        sensor=SensorConfig(sample_rate_hz=fs, gyr_bias_dps=1.0),
+    )
+    _, acc, gyr = run.samples
+    n = 20 * fs
+    acc, gyr = acc[:n], gyr[:n]
+    mount = run.mounting  # sensor <- body
+    for every_s, atol_ramp, atol in ((1.0 / fs, 0.002, 0.005), (0.02, 0.1, 0.02)):
+        # correction every sample: the same filter; every 20 ms (default): + a sawtooth of
+        # kp e T (largest while the gain is high)
+        state = orient_initial_state(mount[:, 0], mount[:, 2])
+        p = OrientParams(known_axes=True, angle_warmup_s=0.0, correct_every_s=every_s)
+        sig, _ = orient(acc, gyr, np.zeros(n, np.int8), sample_rate_hz=fs, params=p, state=state)
+        ap, ml = state.f[28:31], state.f[31:34]
+        obl, tilt = naive_orientation(acc, gyr, fs, ap, ml)
+        ramp = slice(0, 7 * fs)
+        after = slice(7 * fs, n)
+        for col, ref in ((SIG_OBLIQ, obl), (SIG_TILT, tilt)):
+            np.testing.assert_allclose(sig[ramp, col], ref[ramp], atol=atol_ramp)
+            np.testing.assert_allclose(sig[after, col], ref[after], atol=atol)
+
+
+def test_fast_angle_functions_match_numpy() -> None:
+    from dsp.orientation import _asin_deg, _atan2_small
+
+    x = np.concatenate([np.linspace(-1.2, 1.2, 20001), [0.5, -0.5, 0.5000001, 1e-300, 0.0]])
+    got = np.array([_asin_deg(v) for v in x])
+    np.testing.assert_allclose(got, np.degrees(np.arcsin(np.clip(x, -1, 1))), rtol=0, atol=1e-10)
+    rng = np.random.default_rng(3)
+    y, xx = rng.normal(size=(2, 5000)) * np.array([[0.1], [1.0]])
+    got = np.array([_atan2_small(a, b) for a, b in zip(y, xx, strict=True)])
+    np.testing.assert_allclose(got, np.arctan2(y, xx), rtol=0, atol=1e-14)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.004, 0.005, 0.006, 0.01, -0.003, 0.3, 1.7, np.nan, np.inf]),
+            st.booleans(),
+        ),
+        min_size=0,
+        max_size=120,
+    ),
+    st.sampled_from([100.0, 200.0, 400.0]),
+    st.integers(min_value=0, max_value=120),
+)
+def test_resample_matches_naive_stream(
+    steps: list[tuple[float, bool]], fs: float, cut: int
+) -> None:
+    """Random jitter / duplicates / reversals / gaps / NaN rows: kernel (in two blocks) == rules."""
+    rng = np.random.default_rng(len(steps))
+    dts = np.array([s[0] for s in steps], dtype=np.float64)
+    t = 3.0 + np.cumsum(np.where(np.isfinite(dts), dts, 0.0))
+    t[~np.isfinite(dts)] = dts[~np.isfinite(dts)]
+    x = rng.normal(size=(t.size, 3))
+    x[[s[1] and i % 7 == 3 for i, s in enumerate(steps)]] = np.nan
+    rk, rx, rfl = naive_resample_stream(t, x, fs, 0.25)
+    s = resample_initial_state()
+    c = min(cut, t.size)
+    outs = []
+    for a, b in ((0, c), (c, t.size)):
+        cap = _resample_capacity(t[a:b], fs, 0.25, s.f, s.i)
+        o, s, _ = resample_uniform(
+            t[a:b], x[a:b], 2 * x[a:b], sample_rate_hz=fs, max_gap_s=0.25, state=s
+        )
+        assert o.k.size <= cap
+        outs.append(o)
+    k = np.concatenate([o.k for o in outs])
+    np.testing.assert_array_equal(k, rk)
+    np.testing.assert_array_equal(np.concatenate([o.flag for o in outs]), rfl)
+    np.testing.assert_allclose(np.concatenate([o.acc for o in outs]), rx, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([o.gyr for o in outs]), 2 * rx, rtol=0, atol=1e-12)
+
+
+def test_resample_capacity_is_bounded_for_absurd_times() -> None:
+    s = resample_initial_state()
+    t = np.array([0.0, 1e12, np.inf, -1e300])
+    cap = _resample_capacity(t, 200.0, 0.25, s.f, s.i)
+    assert cap <= 4 * (0.25 * 200 + 2)
+    out, _, _ = resample_uniform(t, np.ones((4, 3)), np.ones((4, 3)), sample_rate_hz=200.0, state=s)
+    np.testing.assert_array_equal(out.k, [0, 200 * 10**12])  # 1e12 s: after a gap, on the grid

@@ -179,3 +179,15 @@ def test_out_of_order_steps_rejected() -> None:
     eng.update(steps[10:20])
     with pytest.raises(InputError):
         eng.update(steps[:5])
+
+
+def test_accelerometer_only_steps_use_pooled_channels() -> None:
+    # no gyro: no side and no pelvis angles; contact time still works
+    steps, _ = synth_steps(steady(40), seed=5, ramp=Ramp(1200, 600, 0.0, "both", contact_pct=12.0))
+    steps["side"] = 0
+    for m in ("pelvic_drop_deg", "pelvic_rotation_deg", "pelvic_tilt_deg"):
+        steps[m] = np.nan
+    alerts, eng = run_alerts(steps)
+    assert eng.baseline is not None
+    assert eng.baseline.model("pelvic_drop_deg") is None
+    assert {a.code for a in alerts if a.active} == {CODE_CONTACT}
