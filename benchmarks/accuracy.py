@@ -332,7 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     _table(
         f"Project simulator, walking steps (info; no target), n_ref={w['n_ref']}",
         [("IC F1 (50 ms)", f"{w['f1']:.3f}", "")]
-        + ([("IC bias ms", f"{w['bias_ms']:+.1f}", "")] if "bias_ms" in w else []),
+        + (
+            [
+                ("IC bias ms", f"{w['bias_ms']:+.1f}", ""),
+                ("IC |error| p95 ms", f"{w['p95_ms']:.1f}", ""),
+                ("side accuracy", f"{w['side']:.3f}", ""),
+            ]
+            if "bias_ms" in w
+            else []
+        ),
     )
     if (data / "alcantara_running_grf").exists():
         presets: tuple[tuple[str, GaitParams], ...] = (

@@ -23,8 +23,8 @@ state (filters, detectors, ring buffer of recent samples, the open bout) lives i
   a running mean of the early-stance AP acceleration (braking after a running IC points
   backward). Accumulated over the bout with the alternation parity (forgetting per step), so a
   single noisy step cannot flip the assignment. Walking: evidence = mean ML acceleration over the
-  previous step (toward the coming stance side), its forward sign from the step-locked AP
-  pattern (AP acc drops after a walking IC); see :func:`_walk_side_evidence`. Without gyro: unknown.
+  previous step (toward the coming stance side); see :func:`_walk_side_evidence`. Without gyro:
+  unknown.
 * **Bouts.** A bout is a run of ICs of one mode (running/walking) with step times inside the
   plausible range; a gap, a mode change or a missing IC ends it. Steps exist only inside bouts.
 * **Metrics** per ``docs/architecture.md`` from the ring buffer when step k is complete.
@@ -104,7 +104,8 @@ _FC2 = 28
 _FC3 = 29
 _WFWD = 30  # walking forward-sign statistic (AP acc before - after IC), forgetting per step
 _EV_SCALE_W = 31  # running scale of the walking side evidence (ML acc)
-_NF = 32
+_XF_PREV2 = 32  # x two samples back (quadratic crossing interpolation)
+_NF = 34
 # int state
 _N = 0
 _PHASE = 1  # running detector: 0 unloaded, 1 loaded
@@ -143,6 +144,8 @@ class GaitParams(NamedTuple):
     walk_refractory_s: float = 0.4
     walk_hold_s: float = 0.02  # report delay = 3 Hz low-pass group delay (75 ms) + hold
     walk_ic_offset_s: float = 0.0
+    quad_cross: bool = True  # IC level crossings: quadratic through 3 samples (else linear)
+    quad_cross_to: bool = False  # same for the TO crossings (measured: contact RMSE +0.3 ms)
     run_hold_s: float = 1.0  # walking detector is muted this long after a running IC
     min_step_s: float = 0.2
     max_step_run_s: float = 0.6
@@ -247,14 +250,16 @@ def _walk_side_evidence(
     j: int,
     now: int,
 ) -> None:
-    """Walking side evidence of bout IC ``j`` (accumulated raw; the forward sign is applied at
-    the decision, so a late forward-sign correction re-labels the whole bout consistently).
+    """Walking side evidence of bout IC ``j`` (accumulated raw; the optional forward-sign check
+    ``walk_fwd_check`` is applied at the decision, so it re-labels the whole bout consistently).
+    Default: the forward sign of the orientation stage is trusted (right on all mobgap trials).
 
     * Forward sign (mobgap, lower back): the AP acceleration is high just before IC and drops
       sharply after it (the pelvis is decelerated at heel strike), so
       ``mean a_ap[IC - 50 ms, IC] - mean a_ap[IC + 50, IC + 150 ms] > 0`` for a correct forward
       axis (89 / 86 / 67 / 73 % of the steps on the correctly aligned trials, 0 / 33 % on the
-      reversed ones). Computed for IC_{j-1} (its post-IC window is complete), accumulated over all
+      reversed ones, but 44 % on MS001 Test5 Trial2 and inverted on the simulator, hence off by
+      default). Computed for IC_{j-1} (its post-IC window is complete), accumulated over all
       walking steps with forgetting.
     * Side: the mean ML acceleration over the previous step [IC_{j-1}, IC_j) points to the left
       (times the forward sign) before a LEFT contact: 94 % of single steps on mobgap with the
@@ -270,7 +275,8 @@ def _walk_side_evidence(
         a = max(pn, n_ic - p.walk_side_max_s * fs)
     else:
         a = n_ic - 0.45 * fs
-    e = _ring_mean(ring, SIG_A_ML, a, n_ic - 1.0, lo, now)
+    sh = p.walk_ic_offset_s * fs  # window on the detector's own timing (offset-independent)
+    e = _ring_mean(ring, SIG_A_ML, a - sh, n_ic - 1.0 - sh, lo, now)
     if not math.isfinite(e):
         return
     ae = abs(e)
@@ -589,6 +595,32 @@ def _onset(c1: float, c2: float, c3: float, max_p: float) -> float:
 
 
 @njit(**NJIT_OPTS)
+def _xcross(xpp: float, xp: float, xf: float, lev: float, quad: bool) -> float:
+    """Fractional position in [0, 1] after sample n-1 where the signal crosses ``lev`` between
+    samples n-1 (``xp``) and n (``xf``): root of the parabola through n-2, n-1, n (``quad``;
+    reduces the interpolation error of curved onsets at 100 Hz), else / as fallback linear."""
+    lin = (lev - xp) / (xf - xp)
+    if not quad:
+        return lin
+    a = 0.5 * (xf - 2.0 * xp + xpp)
+    b = 0.5 * (xf - xpp)
+    c = xp - lev
+    if abs(a) < 1e-12 * (abs(b) + 1e-300):
+        return lin
+    disc = b * b - 4.0 * a * c
+    if disc < 0.0:
+        return lin
+    sq = math.sqrt(disc)
+    best = lin
+    dbest = 1e300
+    for r in ((-b + sq) / (2.0 * a), (-b - sq) / (2.0 * a)):
+        if 0.0 <= r <= 1.0 and abs(r - lin) < dbest:
+            best = r
+            dbest = abs(r - lin)
+    return best
+
+
+@njit(**NJIT_OPTS)
 def _biquad(x: float, c: NDArray[np.float64], o: int, f: NDArray[np.float64], z: int) -> float:
     y = c[o] * x + f[z]
     f[z] = c[o + 1] * x - c[o + 3] * y + f[z + 1]
@@ -646,6 +678,7 @@ def _gait_kernel(
             _biquad_reset(x, coef, 0, f, _ZF1)
             _biquad_reset(x, coef, 5, f, _ZS1)
             f[_XF_PREV] = x
+            f[_XF_PREV2] = x
             f[_XS_PREV] = x
             f[_D1] = 0.0
             f[_D2] = 0.0
@@ -669,17 +702,18 @@ def _gait_kernel(
                 ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, False, out, ns)
         # ---- running detector ----------------------------------------------------------
         xp = f[_XF_PREV]
+        xpp = f[_XF_PREV2]
         if st[_PHASE] == 0:
             f[_UNL_MIN] = min(f[_UNL_MIN], xf)
             base = max(f[_UNL_MIN], 0.0)
             lev = base + p.ic_level_g
             if xp < lev <= xf:
-                f[_CROSS_N] = cnt - 1 + (lev - xp) / (xf - xp)
+                f[_CROSS_N] = cnt - 1 + _xcross(xpp, xp, xf, lev, p.quad_cross)
             if p.onset_fit:
                 for q in range(3):
                     lq = base + p.fit_level_g * (1 << q)
                     if xp < lq <= xf:
-                        f[_RC1 + q] = cnt - 1 + (lq - xp) / (xf - xp)
+                        f[_RC1 + q] = cnt - 1 + _xcross(xpp, xp, xf, lq, p.quad_cross)
                 c_ref = f[_RC3]
             else:
                 c_ref = f[_CROSS_N]
@@ -705,10 +739,10 @@ def _gait_kernel(
                 for q in range(1, 3):
                     lq = f[_FLIGHT] + p.fit_level_g * (1 << q)
                     if xf < lq <= xp:
-                        f[_FC1 + q] = cnt - 1 + (xp - lq) / (xp - xf)
+                        f[_FC1 + q] = cnt - 1 + _xcross(xpp, xp, xf, lq, p.quad_cross_to)
             if xf < lev <= xp and st[_BOUT] > 0:
                 rr = (st[_BOUT] - 1) % NB
-                n_cr = cnt - 1 + (xp - lev) / (xp - xf)
+                n_cr = cnt - 1 + _xcross(xpp, xp, xf, lev, p.quad_cross_to)
                 if p.onset_fit:
                     n_to = -_onset(-n_cr, -f[_FC2], -f[_FC3], p.fit_max_p_to) - gdf
                 else:
@@ -733,6 +767,7 @@ def _gait_kernel(
                 f[_CROSS_N] = -1e18
                 for q in range(3):
                     f[_RC1 + q] = -1e18
+        f[_XF_PREV2] = f[_XF_PREV]
         f[_XF_PREV] = xf
         # ---- walking detector (vertical jerk peaks) -------------------------------------
         d0 = (xs - f[_XS_PREV]) * fs

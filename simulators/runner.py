@@ -41,9 +41,12 @@ Vertical motion (per step, ``T`` = step time, ``c`` = contact time, ``u`` = stan
   vertical oscillation; requests outside the attainable range are clamped and counted in
   ``RunnerMotion.stats["vo_clamped_steps"]``.  At 176 spm with the default impact the range is
   about 0.073-0.096 m at duty 0.6, 0.060-0.087 m at duty 0.72, 0.050-0.081 m at duty 0.8.
-* walking (and the last step before a stop): ``z = VO/2 (1 - cos 2 pi x) + v0 T x (1-x)^2``
-  (``x = t/T``), lowest at initial contact, highest mid-step, ending at rest (``v0`` absorbs the
-  vertical velocity left by a preceding running step), plus a heel-strike pulse
+* walking (and the last step before a stop):
+  ``z = VO/2 (cos 2 pi phi - cos 2 pi (x - phi)) + (v0 - vc) T x (1-x)^2`` (``x = t/T``), lowest
+  ``phi T = WalkProfile.vertical_lag_s`` after the initial contact (as measured on real walking,
+  mobgap), ``vc`` = the cosine's velocity at both step ends (continuous between walking steps;
+  ``phi = 0`` for the last step before a stop, which ends at rest; ``v0`` absorbs the
+  vertical velocity left by a preceding step), plus a heel-strike pulse
   (``WalkProfile.impact_mps2``) whose velocity/height change is removed within the step by a
   cubic.  The vertical acceleration jumps at walking contacts and at walk <-> run transitions
   (heel-strike-like steps, up to ~13 m/s^2 at a walk -> run transition); it is continuous
@@ -140,15 +143,14 @@ class WalkProfile:
     pelvic_tilt_deg: float = 3.0
     ml_sway_m: float = 0.02
     braking_mps2: float = 1.5
-    # Loading-response pulse (vertical) starting at the contact. Measured on mobgap (lower-back IMU,
-    # 238 INDIP initial contacts, vertical acc averaged around each IC): the vertical acc rises
-    # from ~IC - 20 ms to its peak (+0.15 g over the mean) at IC + 60-70 ms, half-maximum width
-    # ~100 ms. The former 50 ms / 4 m/s^2 heel-strike pulse peaked at IC + 25 ms on top of the
-    # cosine (whose maximum is AT the contact), so detectors tuned on real walking fired ~120 ms
-    # early on the simulator; with 0.16 s / 3 m/s^2 the simulated average peaks at IC + 71 ms
-    # (correlation of the averaged IC-locked waveform with mobgap's 0.64 -> 0.76).
-    impact_mps2: float = 3.0
-    impact_duration_s: float = 0.16
+    impact_mps2: float = 4.0  # heel-strike pulse peak (vertical)
+    impact_duration_s: float = 0.05
+    # The pelvis is lowest (vertical acc maximum) this long AFTER the initial contact. Measured on
+    # mobgap (lower-back IMU, 238 INDIP initial contacts, world-vertical acc averaged around each
+    # IC): minimum ~200 ms before IC, steep rise from ~IC - 20 ms, maximum at IC + 60-70 ms. With
+    # the cosine lowest AT the contact (the former model) detectors matched to real walking
+    # fired ~120 ms early on the simulator. Stopping steps keep lag 0 (they end at rest).
+    vertical_lag_s: float = 0.065
 
 
 @dataclass(frozen=True)
@@ -381,19 +383,36 @@ def _bump_kin(
     return z, vz, az
 
 
-def _cos_kin(
-    tau: F8, dur: F8, v0: F8, vo: F8, imp: F8 | float = 0.0, imp_s: float = 0.05
-) -> tuple[F8, F8, F8]:
-    """(z, vz, az) of a walking / stopping step (z = 0 and vz = v0 at contact, at rest at end).
+def _cos_vc(dur: F8, vo: F8, phase: F8 | float) -> F8:
+    """Vertical velocity of the phase-shifted cosine at both ends of a walking step."""
+    return -np.pi * vo / dur * np.sin(2.0 * np.pi * phase)
 
-    A heel-strike pulse ``imp * sin^2(pi t / imp_s)`` is added to the acceleration and its
-    velocity / height change removed within the step by a cubic (so the closure holds).
+
+def _cos_kin(
+    tau: F8,
+    dur: F8,
+    v0: F8,
+    vo: F8,
+    imp: F8 | float = 0.0,
+    imp_s: float = 0.05,
+    phase: F8 | float = 0.0,
+) -> tuple[F8, F8, F8]:
+    """(z, vz, az) of a walking / stopping step: z = 0 and vz = v0 at contact, z = 0 and
+    vz = ``_cos_vc(dur, vo, phase)`` at the end (at rest for phase 0, used by stopping steps).
+
+    The cosine is lowest ``phase`` (step fraction) after the contact:
+    ``z = VO/2 (cos 2 pi phase - cos 2 pi (x - phase))``. A heel-strike pulse
+    ``imp * sin^2(pi t / imp_s)`` is added to the acceleration and its velocity / height change
+    removed within the step by a cubic (so the closure holds).
     """
     x = tau / dur
-    w = 2.0 * np.pi * x
-    z = 0.5 * vo * (1.0 - np.cos(w)) + v0 * dur * x * (1.0 - x) ** 2
-    vz = vo * np.pi / dur * np.sin(w) + v0 * (1.0 - 4.0 * x + 3.0 * x * x)
-    az = 2.0 * np.pi**2 * vo / (dur * dur) * np.cos(w) + v0 * (6.0 * x - 4.0) / dur
+    w = 2.0 * np.pi * (x - phase)
+    c0 = np.cos(2.0 * np.pi * phase)
+    vc = _cos_vc(dur, vo, phase)
+    vp = v0 - vc  # the x (1 - x)^2 term brings the contact velocity from vc to v0
+    z = 0.5 * vo * (c0 - np.cos(w)) + vp * dur * x * (1.0 - x) ** 2
+    vz = vo * np.pi / dur * np.sin(w) + vp * (1.0 - 4.0 * x + 3.0 * x * x)
+    az = 2.0 * np.pi**2 * vo / (dur * dur) * np.cos(w) + vp * (6.0 * x - 4.0) / dur
     wx = np.minimum(imp_s / dur, 0.5)
     i, i0, i00 = _impact(x, wx)  # type: ignore[arg-type]
     v1 = imp * dur * wx / 2.0
@@ -498,6 +517,7 @@ class _Steps:
     sway: F8  # ML excursion (m)
     brake: F8  # AP amplitude (m/s^2)
     imp: F8  # heel-strike pulse of walking / stopping steps (m/s^2)
+    phase: F8  # cosine phase of walking steps (step fraction; 0 for stopping steps)
 
 
 class RunnerMotion:
@@ -702,6 +722,11 @@ class RunnerMotion:
             sway=arr["sway"],
             brake=arr["brake"],
             imp=np.where(vmode == _VMODE_COS, self.profile.walk.impact_mps2, 0.0),
+            phase=np.where(
+                (vmode == _VMODE_COS) & ~closes_arr,
+                self.profile.walk.vertical_lag_s / arr["dur"],
+                0.0,
+            ),
         )
         return closing_t, closing_side, (sk_t, sk_v)
 
@@ -738,7 +763,7 @@ class RunnerMotion:
                 st.amp[k] = (G_MPS2 * dur[k] + dv) / (con[k] * h0)
                 v = v + dv
             else:
-                v = 0.0
+                v = float(_cos_vc(dur[k], st.vo[k], st.phase[k]))  # 0 for stopping steps
         if np.any(st.amp[bump] <= 0):
             raise RuntimeError("non-positive stance force")  # pragma: no cover
 
@@ -851,7 +876,7 @@ class RunnerMotion:
                 )
             else:
                 zz, vv, aa = _cos_kin(
-                    tau, st.dur[j], st.v0[j], st.vo[j], st.imp[j], self._walk_imp_s
+                    tau, st.dur[j], st.v0[j], st.vo[j], st.imp[j], self._walk_imp_s, st.phase[j]
                 )
             z[m], vz[m], az[m] = zz, vv, aa
         if not position:
@@ -1060,6 +1085,7 @@ class RunnerMotion:
                 st.vo[k][:, None],
                 st.imp[k][:, None],
                 self._walk_imp_s,
+                st.phase[k][:, None],
             )
             out[cos] = z.max(axis=1) - z.min(axis=1)
         bump = ~cos

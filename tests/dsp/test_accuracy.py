@@ -15,18 +15,25 @@ from dsp.analyzer import analyze, analyze_with_info
 def test_simulated_two_minute_run(rate: int) -> None:
     run, t, a, g = simulated_samples(2.0, 7, rate)
     out, info = analyze_with_info(t, a, g, sample_rate_hz=float(rate))
-    r = score_simulated(run, out)["run"]
+    sc = score_simulated(run, out)
+    r = sc["run"]
     f1 = 2 * r["tp"] / (r["nd"] + r["nr"])
     assert f1 >= 0.99
-    assert np.percentile(np.abs(r["err"]), 95) <= 0.010
+    assert np.percentile(np.abs(r["err"]), 95) <= 0.006  # 100 Hz: 3.8 ms (quadratic crossings)
     assert r["side_ok"] / r["side_n"] >= 0.99
-    assert np.sqrt(np.nanmean(r["ct"] ** 2)) <= 0.015
+    assert np.sqrt(np.nanmean(r["ct"] ** 2)) <= 0.011  # 7.9 / 8.5 ms on this seed
     assert np.sqrt(np.nanmean(r["drop"] ** 2)) <= 0.5
-    assert np.nanmean(np.abs(r["cad"])) <= 2.0  # 100 Hz: ~1.8 spm (IC jitter of +-2 ms)
+    assert np.nanmean(np.abs(r["cad"])) <= 1.6  # 100 Hz: 1.43 spm, 200 Hz: 0.59
     assert np.sqrt(np.nanmean(r["vo"] ** 2)) <= 0.005
-    # running ICs are reported <= 0.09 s after contact; the walking part of the session (jerk
-    # detector: 3 Hz low-pass group delay 75 ms + hold 20 ms) <= 0.1 s
-    assert info["max_ic_report_latency_s"] <= 0.1
+    # running ICs are reported <= 0.09 s after contact; walking (jerk detector: 3 Hz low-pass
+    # group delay 75 ms + hold 20 ms) <= 0.1 s
+    assert info["max_ic_report_latency_s"] <= 0.1 + 1e-6
+    w = sc["walk"]
+    if w is not None and w["tp"] > 10:
+        # simulated walking now has its vertical acc peak after the contact as on mobgap: the
+        # walking detector lands ~34 ms early (mobgap: -24 ms) instead of ~120 ms
+        assert -0.05 <= float(np.median(w["err"])) <= 0.0
+        assert w["side_ok"] / max(w["side_n"], 1) >= 0.95
 
 
 def test_accelerometer_only_gives_events_and_timing() -> None:
