@@ -248,17 +248,30 @@ def eval_alcantara(
 
 
 def eval_mobgap(
-    seed: int = 0, rotate: bool = True, gait: GaitParams | None = None
+    seed: int = 0,
+    rotate: bool = True,
+    gait: GaitParams | None = None,
+    edge: bool = True,
+    participants: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """mobgap lab trials (lower back, walking), sensor frame randomly rotated per trial."""
+    """mobgap lab trials (lower back, walking), sensor frame randomly rotated per trial.
+
+    Reference walking bouts start at their first IC and end at their last one. ``edge=True``:
+    a detection up to the 0.2 s tolerance OUTSIDE a bout may match that bout's first / last IC
+    (unmatched detections outside the bout are not counted, as before). ``edge=False``: the
+    old protocol, only detections inside [start, end] (a detection 10 ms before the first IC
+    counted as a miss). ``participants``: only these (e.g. ("HA001",)), leave-one-out tuning."""
     params = AnalyzerParams(gait=gait) if gait is not None else None
     rng = np.random.default_rng(seed)
     tp = nd = nr = 0
     side_ok = side_n = 0
     errs = []
     per = []
+    tol = 0.2
     for tr in load_mobgap():
         R = _rot(rng) if rotate else np.eye(3)
+        if participants is not None and not tr.name.startswith(participants):
+            continue
         acc = tr.acc_g * G @ R.T
         gyr = tr.gyr_dps @ R.T
         t = np.arange(acc.shape[0]) / tr.fs
@@ -270,12 +283,15 @@ def eval_mobgap(
         ttp = tnd = tnr = 0
         for a, b in tr.wbs:
             rm = (tr.ic_s >= a) & (tr.ic_s <= b)
-            dm = (ic >= a) & (ic <= b)
+            pad = tol if edge else 0.0
+            dm = (ic >= a - pad) & (ic <= b + pad)
             ref = tr.ic_s[rm]
             det = ic[dm]
-            di, ri = match_events(det, ref, 0.2)
+            di, ri = match_events(det, ref, tol)
+            inside = (det >= a) & (det <= b)
             ttp += di.size
-            tnd += det.size
+            # detections outside [a, b] count only when matched (edge protocol)
+            tnd += int(inside.sum()) + int((~inside[di]).sum())
             tnr += ref.size
             errs.extend(det[di] - ref[ri])
             dsd = sd[dm][di]

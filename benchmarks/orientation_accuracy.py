@@ -1,4 +1,4 @@
-"""Pelvis-angle accuracy against the simulator: ``python -m benchmarks.orientation_accuracy [--quick]``.
+"""Pelvis-angle accuracy vs the simulator: ``python -m benchmarks.orientation_accuracy [--quick]``.
 
 Over random mountings (incl. upside down), 100/200/400 Hz, sensor noise, gyro bias (+ drift) and
 dropped packets, it compares the orientation kernel's per-sample signals with the simulator's exact
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         allr.append(r)
         mname = "rand" if mount is None else "updn"
         print(
-            f"{seed:4d} {fs:3d} {mname:>6s} {bias:4.1f} | " + " ".join(f"{r[k]:9.3f}" for k in keys)
+            f"{seed:4d} {fs:3d} {mname:>6s} {bias:4.1f} {noise:5.1f} | "
+            + " ".join(f"{r[k]:9.3f}" for k in keys)
         )
 
     def pooled(k: str) -> float:
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "ANGLES "
         + " ".join(f"{k}_rmse={pooled(k):.3f}" for k in keys[:11])
-        + f" min_conf={min(r['conf'] for r in allr):.2f} max_fwd_err_deg={max(r['fwd_err_deg'] for r in allr):.1f}"
+        + f" min_conf={min(r['conf'] for r in allr):.2f}"
+        + f" max_fwd_err_deg={max(r['fwd_err_deg'] for r in allr):.1f}"
         + f"  # {len(allr)} runs x {minutes} min, {time.perf_counter() - t_start:.0f} s"
     )
     return 0

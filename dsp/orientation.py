@@ -74,7 +74,8 @@ _AXES_OK = 2
 _N_STAT = 3
 _UPD = 4  # samples since the last axes update
 _NCOR = 5  # samples since the last drift correction
-_NI = 6
+_SCT = 6  # samples since the last alignment-statistics update
+_NI = 7
 
 
 class OrientParams(NamedTuple):
@@ -283,6 +284,10 @@ def _orient_kernel(
     kp_span = p.kp_init - p.kp_final
     inv_ramp = 1.0 / p.ramp_s
     every_c = max(1, round(p.correct_every_s * fs))
+    every_s = max(1, round(fs / 100.0))  # alignment statistics at ~100 Hz
+    fs_s = fs / every_s
+    a_mount_s = a_mount * every_s
+    n_mount_s = 1.0 / a_mount_s
     dt_c = every_c * dt
     kb_c = p.ki * dt_c * DEG
     warm = p.angle_warmup_s
@@ -342,6 +347,7 @@ def _orient_kernel(
     n_stat = st[_N_STAT]
     upd = st[_UPD]
     ncor = st[_NCOR]
+    sct = st[_SCT]
     for j in range(n):
         ax = acc[j, 0]
         ay = acc[j, 1]
@@ -508,31 +514,36 @@ def _orient_kernel(
             d0 += a_stat * (dx - d0)
             d1 += a_stat * (dy - d1)
             d2 += a_stat * (dz - d2)
-            av = d0 * vx + d1 * vy + d2 * vz
-            hx_ = d0 - av * vx
-            hy_ = d1 - av * vy
-            hz_ = d2 - av * vz
-            if cnt > 0:
-                am = 1.0 / (n_stat + 1.0) if n_stat + 1.0 < n_mount else a_mount
-                n_stat += 1
-                c0 += am * (hx_ * hx_ - c0)
-                c1 += am * (hx_ * hy_ - c1)
-                c2 += am * (hx_ * hz_ - c2)
-                c3 += am * (hy_ * hy_ - c3)
-                c4 += am * (hy_ * hz_ - c4)
-                c5 += am * (hz_ * hz_ - c5)
-                sav = av if flight > 0.03 else -av  # running: +, walking: -
-                hdx = (hx_ - hp0) * fs
-                hdy = (hy_ - hp1) * fs
-                hdz = (hz_ - hp2) * fs
-                w0 += am * (sav * hdx - w0)
-                w1 += am * (sav * hdy - w1)
-                w2 += am * (sav * hdz - w2)
-                var_av += am * (av * av - var_av)
-                var_hd += am * (hdx * hdx + hdy * hdy + hdz * hdz - var_hd)
-            hp0 = hx_
-            hp1 = hy_
-            hp2 = hz_
+            sct += 1
+            if sct >= every_s:
+                # statistics at ~100 Hz (every_s samples): the 6 Hz low-passed input does not
+                # need more, the derivative is taken over the same interval
+                sct = 0
+                av = d0 * vx + d1 * vy + d2 * vz
+                hx_ = d0 - av * vx
+                hy_ = d1 - av * vy
+                hz_ = d2 - av * vz
+                if cnt > 0:
+                    am = 1.0 / (n_stat + 1.0) if n_stat + 1.0 < n_mount_s else a_mount_s
+                    n_stat += 1
+                    c0 += am * (hx_ * hx_ - c0)
+                    c1 += am * (hx_ * hy_ - c1)
+                    c2 += am * (hx_ * hz_ - c2)
+                    c3 += am * (hy_ * hy_ - c3)
+                    c4 += am * (hy_ * hz_ - c4)
+                    c5 += am * (hz_ * hz_ - c5)
+                    sav = av if flight > 0.03 else -av  # running: +, walking: -
+                    hdx = (hx_ - hp0) * fs_s
+                    hdy = (hy_ - hp1) * fs_s
+                    hdz = (hz_ - hp2) * fs_s
+                    w0 += am * (sav * hdx - w0)
+                    w1 += am * (sav * hdy - w1)
+                    w2 += am * (sav * hdz - w2)
+                    var_av += am * (av * av - var_av)
+                    var_hd += am * (hdx * hdx + hdy * hdy + hdz * hdz - var_hd)
+                hp0 = hx_
+                hp1 = hy_
+                hp2 = hz_
             upd += 1
             if upd >= every:
                 upd = 0
@@ -668,6 +679,7 @@ def _orient_kernel(
     st[_N_STAT] = n_stat
     st[_UPD] = upd
     st[_NCOR] = ncor
+    st[_SCT] = sct
     return sig, f, st
 
 

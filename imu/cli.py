@@ -575,8 +575,9 @@ def _register_commands() -> None:
     """Commands that live in their own modules (BLE, MQTT)."""
     from imu.cli_ble import bridge, live
     from imu.cli_mqtt import phone_sim, serve
+    from imu.web import web
 
-    for command in (live, bridge, serve, phone_sim):
+    for command in (live, bridge, serve, phone_sim, web):
         cli.add_command(command)
 
 

@@ -70,12 +70,16 @@ def read_csv(
     cols = [header.index(c) for c in REQUIRED_COLUMNS]
     if gyro_present:
         cols += [header.index(c) for c in GYRO_COLUMNS]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": handled below
-            data = np.loadtxt(p, delimiter=",", skiprows=1, usecols=cols, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise InputError(name, _loadtxt_reason(str(exc))) from None
+    data = _read_plain_decimal(p, len(header), cols)
+    if data is None:  # anything unusual: numpy's reader (and its error reporting)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "no data": handled below
+                data = np.loadtxt(
+                    p, delimiter=",", skiprows=1, usecols=cols, ndmin=2, dtype=np.float64
+                )
+        except ValueError as exc:
+            raise InputError(name, _loadtxt_reason(str(exc))) from None
     if data.shape[0] == 0:
         raise InputError(name, "no data rows after the header")
     if data.shape[0] < 10:
@@ -178,9 +182,10 @@ def _parse_plain_decimal(
         out[m] = -v if neg else v
         m += 1
         col += 1
-        if i >= n:
+        if i >= n:  # last row without a final newline
             if col != ncol:
                 return bad
+            col = 0
             break
         c = buf[i]
         i += 1

@@ -569,7 +569,7 @@ def _html(
     )
     n_events = 0 if events is None else len(events)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Running form report {e(session)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Running form report {e(session)}</title>
 <style>
 body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1180px;margin:1.5em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:.6em 0}} td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}

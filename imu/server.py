@@ -1,9 +1,10 @@
 """MQTT bridge server: phones' raw sensor packets in, per-step metrics and alerts out.
 
 One :class:`imu.pipeline.Pipeline` per ``(runner, session)``: the same code path as the simulator,
-recordings and CSV files. The event loop only does cheap work per MQTT message (validate, split,
-queue); a separate task feeds each session's queued packets to its pipeline once per tick and
-yields between sessions, so decoding/DSP never holds the loop for more than one session's batch.
+recordings and CSV files. Incoming messages are validated, split and queued directly in paho's
+socket read callback (:class:`_DirectClient`: no task per message); a separate task feeds every
+session's queued packets to its pipeline once per tick and yields to the I/O after each
+``ServerConfig.process_slice_s`` of pipeline work.
 
 Tasks (one :class:`asyncio.TaskGroup`, named): ``imu-server.connection`` (connect, subscribe,
 reconnect with capped jittered backoff), inside it per connection ``imu-server.read``,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
+import gc
 import logging
 import os
 import queue
@@ -87,6 +89,12 @@ class ServerConfig:
         idle_timeout_s: close a session after this long without raw data while connected.
         reorder_window: packets held back to put late packets back in sequence order (0 = off).
         reorder_hold_s: longest a packet waits for a missing predecessor.
+        reorder_fast_window: the window used while the session's raw batches arrive with
+            contiguous ``batch_seq`` (nothing in transit: a missing sensor packet was lost on
+            BLE and will not come, so waiting ``reorder_hold_s`` would only delay every step
+            after it). After a ``batch_seq`` gap (a batch still to come, e.g. resent after a
+            reconnect) the full window and hold apply for ``reorder_hold_s``. 0 = always the
+            full window.
         tick_s: how often queued packets are fed to the pipelines.
         process_slice_s: the processing task yields to the event loop (I/O) after this much
             pipeline work; sessions of one tick are processed back to back within a slice.
@@ -101,7 +109,8 @@ class ServerConfig:
         alert_config: thresholds of every session's alert engine (default :class:`AlertConfig`).
         warm_up: before connecting, run a short simulated session through a pipeline, so that
             the DSP's JIT compilation (seconds; much longer with a stale numba cache) does not
-            stall the event loop while the first real sessions stream.
+            stall the event loop while the first real sessions stream; then ``gc.freeze()`` the
+            heap (imports, compiled code), which full garbage collections no longer walk.
     """
 
     host: str = "127.0.0.1"
@@ -114,6 +123,7 @@ class ServerConfig:
     idle_timeout_s: float = 120.0
     reorder_window: int = 32
     reorder_hold_s: float = 1.0
+    reorder_fast_window: int = 4
     tick_s: float = 0.02
     process_slice_s: float = 0.005
     stats_interval_s: float = 10.0
@@ -158,7 +168,15 @@ class ReorderBuffer:
     def held(self) -> int:
         return len(self._held)
 
-    def push(self, packets: Sequence[bytes], now_s: float) -> list[bytes]:
+    def push(
+        self, packets: Sequence[bytes], now_s: float, *, window: int | None = None
+    ) -> list[bytes]:
+        """Add packets in arrival order; returns those released in sequence order.
+
+        ``window`` (at most :attr:`window`) bounds the held packets for this call only: the
+        server passes a small one while the raw batches arrive without a ``batch_seq`` gap.
+        """
+        limit = self.window if window is None else min(window, self.window)
         out: list[bytes] = []
         for pkt in packets:
             seq = _trusted_seq(pkt)
@@ -189,8 +207,10 @@ class ReorderBuffer:
                     self.reordered_fixed += 1
             self._held[u] = pkt
             self._release(out)
-            while len(self._held) > self.window:
+            while len(self._held) > limit:
                 self._skip(out)
+        while len(self._held) > limit:
+            self._skip(out)
         return out
 
     def expire(self, now_s: float) -> list[bytes]:
@@ -264,6 +284,8 @@ class _Session:
         self.failed: str | None = None
         self.batch_context: int | None = None
         self.last_batch_seq: int | None = None
+        self.fed_batch_seq: int | None = None  # highest batch_seq fed to the reorder buffer
+        self.batch_gap_until = 0.0  # full reorder window until then (a batch is missing)
         self.messages = 0
         self.packets_in = 0
         self.batch_seq_regressions = 0
@@ -432,6 +454,11 @@ class BridgeServer:
         self._run_task = asyncio.current_task()
         if self.cfg.warm_up:
             self.warm_up()
+            # Imports and numba's compiled state are ~150k GC-tracked objects that live for
+            # ever; each full (gen 2) collection walked them: ~100 ms event-loop stalls, seen
+            # as 0.3-0.5 s latency spikes. Frozen, a full collection takes ~2 ms.
+            gc.collect()
+            gc.freeze()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._connection_loop(), name="imu-server.connection")
@@ -688,7 +715,9 @@ class BridgeServer:
         batch_seq: int | None = None
         while sess.pending:
             batch_seq, pkts = sess.pending.popleft()
-            packets += sess.reorder.push(pkts, now)
+            packets += sess.reorder.push(
+                pkts, now, window=self._reorder_window(sess, batch_seq, now)
+            )
         sess.pending_packets = 0
         packets += sess.reorder.expire(now)
         if sess.closing:
@@ -704,6 +733,20 @@ class BridgeServer:
                 self._fail(sess, exc)
         if sess.closing:
             self._close_session(sess, reason="stop")
+
+    def _reorder_window(self, sess: _Session, batch_seq: int, now: float) -> int | None:
+        """Small window while batches arrive in sequence, full window after a batch_seq gap."""
+        fast = self.cfg.reorder_fast_window
+        prev = sess.fed_batch_seq
+        if prev is None or batch_seq > prev:
+            if prev is not None and batch_seq > prev + 1:
+                sess.batch_gap_until = now + self.cfg.reorder_hold_s
+            sess.fed_batch_seq = batch_seq
+        else:  # a resent or late batch: more may follow
+            sess.batch_gap_until = now + self.cfg.reorder_hold_s
+        if fast <= 0 or now < sess.batch_gap_until:
+            return None
+        return fast
 
     def _pipeline(self, sess: _Session) -> Pipeline:
         if sess.pipeline is None:

@@ -967,9 +967,15 @@ def web_config_from_options(
     reports: str | None = None,
     store: str | None = None,
     acl: str | None = None,
-    mqtt_tls: ssl.SSLContext | None = None,
+    cafile: str | None = None,
+    default_store: bool = True,
 ) -> WebConfig:
-    """A :class:`WebConfig` from command-line values (raises ``ValueError``)."""
+    """A :class:`WebConfig` from command-line values (raises ``ValueError``).
+
+    ``cafile`` verifies an ``mqtts://`` broker (default: the system CAs). The relay never
+    presents a client certificate: each user authenticates with their own password.
+    ``default_store``: without ``store``, use ``$IMU_HOME/imu.db`` if it exists.
+    """
     from imu.cli_mqtt import parse_mqtt_url
 
     host, port = parse_listen(listen)
@@ -977,10 +983,11 @@ def web_config_from_options(
         broker = parse_mqtt_url(mqtt_url)
     except click.ClickException as exc:
         raise ValueError(exc.message) from None
-    if broker.tls and mqtt_tls is None:
-        mqtt_tls = ssl.create_default_context()
+    if cafile and not broker.tls:
+        raise ValueError("--cafile needs an mqtts:// broker URL")
+    mqtt_tls = ssl.create_default_context(cafile=cafile) if broker.tls else None
     store_path: Path | None = Path(store) if store else None
-    if store_path is None:
+    if store_path is None and default_store:
         from storage.embedded import default_db_path
 
         store_path = default_db_path() if default_db_path().exists() else None
@@ -1049,11 +1056,10 @@ def web(
 
     level = _logging.WARNING if verbose == 0 else _logging.INFO if verbose == 1 else _logging.DEBUG
     _logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tls_ctx = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
         cfg = web_config_from_options(
             listen, mqtt_url, cert=cert, key=key, reports=reports, store=store, acl=acl,
-            mqtt_tls=tls_ctx,
+            cafile=cafile,
         )  # fmt: skip
     except (ValueError, OSError) as exc:
         click.echo(f"imu: error: {exc}", err=True)

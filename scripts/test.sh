@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real servers for the tests that need them (Debian packages; started by pytest fixtures on free ports).
-pkgs=(influxdb victoria-metrics mosquitto mosquitto-clients curl)
+# Real servers for the tests that need them (Debian packages; started by pytest fixtures on free ports)
+# and the browser for the web-page tests (Debian chromium; Playwright only drives it, never downloads one).
+pkgs=(influxdb victoria-metrics mosquitto mosquitto-clients curl chromium openssl)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

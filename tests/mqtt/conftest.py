@@ -35,7 +35,7 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     started: list[Mosquitto] = []
 
     def make(name: str = "mosq", **kw: object) -> Mosquitto:
-        m = Mosquitto(tmp_path / name, **kw)  # type: ignore[arg-type]
+        m = Mosquitto(tmp_path / name, **kw)
         m.start()
         started.append(m)
         return m

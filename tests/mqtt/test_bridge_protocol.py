@@ -135,6 +135,33 @@ def test_reorder_buffer_skips_gap_after_window_or_hold() -> None:
     assert buf.expire(0.9) == [_pkt(6)]
 
 
+def test_reorder_fast_window_skips_ble_loss_without_waiting() -> None:
+    buf = ReorderBuffer(window=32, hold_s=1.0)
+    # full window: the gap (1) holds everything until hold_s
+    assert buf.push([_pkt(0), _pkt(2), _pkt(3)], now_s=0.0) == [_pkt(0)]
+    # a small window for this call: the gap is skipped at once, an adjacent swap still fixed
+    out = buf.push([_pkt(5), _pkt(4), _pkt(7), _pkt(8), _pkt(9), _pkt(10)], now_s=0.1, window=2)
+    assert out == [_pkt(i) for i in (2, 3, 4, 5, 7, 8, 9, 10)]
+    assert buf.skipped == 2  # packets 1 and 6: lost, nobody waits for them
+    assert buf.held == 0
+
+
+def test_server_uses_fast_window_only_while_batches_are_contiguous() -> None:
+    from imu.server import BridgeServer, ServerConfig, _Session
+
+    cfg = ServerConfig(reorder_window=32, reorder_fast_window=4, reorder_hold_s=1.0)
+    server = BridgeServer(cfg)
+    sess = _Session("alice", "s", cfg)
+    assert server._reorder_window(sess, 0, 0.0) == 4
+    assert server._reorder_window(sess, 1, 0.5) == 4
+    assert server._reorder_window(sess, 3, 1.0) is None  # batch 2 missing: full window
+    assert server._reorder_window(sess, 2, 1.2) is None  # it came (resent): more may follow
+    assert server._reorder_window(sess, 4, 1.5) is None
+    assert server._reorder_window(sess, 5, 2.3) == 4  # hold_s after the last gap
+    off = BridgeServer(ServerConfig(reorder_fast_window=0))
+    assert off._reorder_window(_Session("a", "s", off.cfg), 0, 0.0) is None
+
+
 def test_reorder_passes_corrupt_packets_through() -> None:
     bad = bytearray(_pkt(5))
     bad[-1] ^= 0xFF

@@ -113,6 +113,7 @@ async def test_run_page_streams_and_clinic_watches(
             state = await page.evaluate(
                 "({steps: window.__imu.steps.length, packets: window.__imu.packets,"
                 " alerts: window.__imu.alertLog.length, session: window.__imu.session,"
+                " lost: window.__imu.lost,"
                 " buffered: window.__imu.relay.buffered, spoken: window.__imuCues.spoken,"
                 " cadence: document.querySelector('[data-testid=cadence]').textContent})"
             )
@@ -149,6 +150,10 @@ async def test_run_page_streams_and_clinic_watches(
             assert len(store_alerts) == state["alerts"]
             summary = st.server.summaries[("alice", state["session"])]
             assert summary["bridge"]["packets_in"] >= st.n_packets
+            # the link panel's loss count agrees with the server's decoder
+            assert state["lost"] == summary["summary"]["decoder"]["packets_lost"]
+            # the run is over: no alert banner left on screen
+            assert await page.locator("[data-testid=alert-banner]").count() == 0
 
             # the post-run report, generated from the store on request
             async with phone.expect_page() as report_info:
@@ -161,3 +166,75 @@ async def test_run_page_streams_and_clinic_watches(
         finally:
             await browser.close()
     assert not errors, errors
+
+
+async def test_page_encoders_match_the_python_reference(
+    broker: Any, tmp_path: Path, recording: tuple[Path, int]
+) -> None:
+    """The page's v1 packet, raw batch and Movesense re-encoding, decoded by the Python side."""
+    msg = missing_chromium()
+    if msg:
+        pytest.skip(msg)
+    import numpy as np
+    from playwright.async_api import async_playwright
+
+    from firmware_interface.bridge import decode_raw_batch, encode_raw_batch
+    from firmware_interface.decoder import PacketDecoder
+    from firmware_interface.vendors.movesense import GspImu6Parser, encode_imu6_data
+
+    vector = bytes.fromhex(
+        "01 01 34 12 ef cd ab 89 c8 00 08 d0 07 02 00 00 00 00 00 10 64 00 38 ff 2c 01"
+        " ff ff 02 00 ff 0f 00 80 ff 7f 00 00 6d 9b"
+    )  # docs/protocol.md 2.2
+    rng = np.random.default_rng(5)
+    acc = rng.normal(0, 20, (8, 3)).astype(np.float32)
+    acc[0, 0] = 200.0  # beyond 16 g: saturates like a sensor
+    gyr = rng.normal(0, 300, (8, 3)).astype(np.float32)
+    gsp = encode_imu6_data(99, 4_294_967_000, acc, gyr)  # ms timestamp just before the u32 wrap
+    gsp2 = encode_imu6_data(99, 4_294_967_000 + 77, acc, gyr)  # wraps
+    async with running_stack(broker, tmp_path, recording) as st, async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(st.url)
+            out = await page.evaluate(
+                """([gsp, gsp2]) => {
+                  const w = window.__imuWire;
+                  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+                  const s = new Int16Array([0, 0, 4096, 100, -200, 300, -1, 2, 4095, -32768, 32767, 0]);
+                  const v = w.encodePacket(0x1234, 0x89abcdef, 200, 8, 2000, s);
+                  const batch = w.encodeRawBatch(7, [
+                    { rxUs: 1714548600123456, bytes: v }, { rxUs: 1714548600123999, bytes: v }]);
+                  const parser = new w.GspImu6Parser(8);
+                  const conv = new w.MovesenseToV1(104);
+                  const pk = [...conv.convert(parser.feed(new Uint8Array(gsp))),
+                              ...conv.convert(parser.feed(new Uint8Array(gsp2)))];
+                  return { crc: w.crc16(new TextEncoder().encode("123456789")), v: hex(v),
+                           batch: hex(batch), ms: pk.map(hex), seq: w.packetSeq(v) };
+                }""",
+                [list(gsp), list(gsp2)],
+            )
+        finally:
+            await browser.close()
+    assert out["crc"] == 0x29B1
+    assert bytes.fromhex(out["v"]) == vector
+    assert out["seq"] == 0x1234
+    assert bytes.fromhex(out["batch"]) == encode_raw_batch(
+        7, [(1714548600123456, vector), (1714548600123999, vector)]
+    )
+    assert decode_raw_batch(bytes.fromhex(out["batch"])).packets == [vector, vector]
+    # Movesense IMU6 -> v1 packets that the project's decoder accepts, same values within the
+    # quantisation step (+-16 g, +-2000 dps), the u32 millisecond wrap unwrapped
+    packets = [bytes.fromhex(h) for h in out["ms"]]
+    dec = PacketDecoder()
+    samples = dec.decode(packets)
+    assert len(samples) == 16
+    ref = GspImu6Parser(8).feed(gsp)
+    assert ref is not None
+    exp_acc = np.clip(np.vstack([acc, acc]), -16 * 9.80665, 16 * 9.80665)
+    np.testing.assert_allclose(samples.acc_mps2, exp_acc, atol=16 * 9.80665 / 32768)
+    np.testing.assert_allclose(samples.gyr_dps, np.vstack([gyr, gyr]), atol=2000 / 32768)
+    np.testing.assert_allclose(np.diff(samples.t_s)[:7], 1 / 104, rtol=1e-6)
+    assert samples.t_s[8] - samples.t_s[0] == pytest.approx(0.077, abs=1e-6)

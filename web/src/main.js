@@ -5,6 +5,7 @@ import uPlot from "uplot";
 import { Cues } from "./cues.js";
 import { Relay } from "./relay.js";
 import { BleSource, ReplaySource, bluetoothProblem } from "./sources.js";
+import * as wire from "./wire.js";
 import { encodeRawBatch, packetSeq } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +23,7 @@ const state = {
   packets: 0,
   lost: 0,
   lastSeq: null,
+  missing: new Set(),
   steps: [],
   stepTimes: new Set(),
   alerts: new Map(), // code|side -> active alert
@@ -33,6 +35,7 @@ const state = {
 };
 window.__imu = state; // for tests and debugging
 window.__imuCues = cues;
+window.__imuWire = wire; // the encoders, checked against the Python reference by tests/web
 
 // --- login -------------------------------------------------------------------------------------
 async function api(path, opts = {}) {
@@ -70,7 +73,8 @@ function loggedIn(user) {
   $("who").textContent = user;
   $("login").hidden = true;
   $("app").hidden = false;
-  $("logout").hidden = false;
+  $("foot").hidden = false;
+  $("foot-user").textContent = user;
   $("mute").hidden = false;
   $("reports-runner").value = user;
   const problem = bluetoothProblem();
@@ -94,7 +98,7 @@ for (const b of document.querySelectorAll("[data-tab]")) {
 }
 function renderMute() {
   $("mute").setAttribute("aria-pressed", String(cues.muted));
-  $("mute").textContent = cues.muted ? "🔇 Muted" : "🔊 Cues on";
+  $("mute").textContent = cues.muted ? "Muted" : "Cues on";
   $("mute").title = cues.muted ? "Alerts are shown, not spoken" : "Alerts are spoken and vibrate";
 }
 renderMute();
@@ -154,13 +158,16 @@ function onPacket(bytes, rxUs) {
   state.packets++;
   const seq = packetSeq(bytes);
   if (seq !== null) {
+    // the sensor's sequence numbers: a gap counts as lost until a late packet fills it
     if (state.lastSeq !== null) {
       const d = (seq - state.lastSeq) & 0xffff;
       if (d >= 1 && d < 32768) {
+        for (let k = 1; k < d && k <= 512; k++) state.missing.add((state.lastSeq + k) & 0xffff);
         state.lost += d - 1;
         state.lastSeq = seq;
-      }
+      } else if (d >= 32768 && state.missing.delete(seq)) state.lost--;
     } else state.lastSeq = seq;
+    if (state.missing.size > 4096) state.missing.clear();
   }
   if (state.mode === "stream") state.pending.push({ bytes, rxUs });
 }
@@ -380,6 +387,7 @@ function resetLive() {
   state.packets = 0;
   state.lost = 0;
   state.lastSeq = null;
+  state.missing = new Set();
   state.sessionsSeen = new Set();
   renderSteps();
   renderAlerts();
@@ -458,6 +466,8 @@ function renderLink() {
 }
 
 function showSummary(msg) {
+  state.alerts.clear(); // the session is over: no active alert any more
+  renderAlerts();
   const s = msg.summary || {};
   const b = msg.bridge || {};
   const dec = s.decoder || {};

@@ -212,6 +212,7 @@ export class ReplaySource extends BaseSource {
     this.onBattery(this.battery);
   }
   async start() {
+    this.onState(`replaying the recording at ${this.speed}×`, "connected");
     this.i = 0;
     this.t0 = performance.now();
     this.rx0 = this.packets[0].rxS;
