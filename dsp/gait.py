@@ -14,8 +14,10 @@ state (filters, detectors, ring buffer of recent samples, the open bout) lives i
   the unloading tail is convex. No dataset offsets (``SACRAL_SOFT_TISSUE`` = the old single-level
   crossings calibrated on real sacral data, kept as a preset).
 * **Walking IC** (no flight). Peak of the vertical jerk (derivative of ``x`` low-passed at
-  ``fc_slow_hz``) above an adaptive threshold with a refractory period: the steep rise of the
-  vertical acceleration at heel strike (the causal analogue of McCamley/Ionescu). Walking TO_k =
+  ``fc_slow_hz``) divided by its running RMS (``walk_norm_tau_s``), above ``walk_thr_norm`` and
+  a raw floor, with a refractory period: the steep rise of the vertical acceleration at heel
+  strike (the causal analogue of McCamley/Ionescu); the normalisation lets the threshold follow
+  small shuffling / turning steps. Walking TO_k =
   steepest fall of ``x`` in the window after IC_{k+1} (approximate, not validated).
 * **Side.** Evidence per step = change of the pelvis obliquity from IC to IC + ``side_window_s``:
   the swing side drops in early stance (contralateral pelvic drop), so obliquity rises during a
@@ -105,7 +107,10 @@ _FC3 = 29
 _WFWD = 30  # walking forward-sign statistic (AP acc before - after IC), forgetting per step
 _EV_SCALE_W = 31  # running scale of the walking side evidence (ML acc)
 _XF_PREV2 = 32  # x two samples back (quadratic crossing interpolation)
-_NF = 34
+_MSJ = 33  # running mean square of the walking jerk (adaptive amplitude normalisation)
+_ND1 = 34  # normalised jerk one / two samples back
+_ND2 = 35
+_NF = 36
 # int state
 _N = 0
 _PHASE = 1  # running detector: 0 unloaded, 1 loaded
@@ -139,9 +144,12 @@ class GaitParams(NamedTuple):
     max_contact_s: float = 0.6
     run_ic_offset_s: float = 0.0  # added to running IC times
     run_to_offset_s: float = 0.0  # added to running TO times
-    walk_thr_gps: float = 1.5  # absolute minimum jerk peak (g/s) for a walking IC
+    walk_thr_gps: float = 1.5  # absolute minimum jerk peak (g/s), walk_norm_tau_s <= 0 only
     walk_rel: float = 0.5  # relative to the running mean of accepted peaks
-    walk_refractory_s: float = 0.4
+    walk_refractory_s: float = 0.25
+    walk_norm_tau_s: float = 0.5  # jerk / its running RMS over this time (<= 0: raw jerk)
+    walk_thr_norm: float = 1.2  # normalised jerk peak threshold (walk_norm_tau_s > 0)
+    walk_floor_gps: float = 0.5  # raw jerk floor of a normalised peak (rejects standing noise)
     walk_hold_s: float = 0.02  # report delay = 3 Hz low-pass group delay (75 ms) + hold
     walk_ic_offset_s: float = 0.0
     quad_cross: bool = True  # IC level crossings: quadratic through 3 samples (else linear)
@@ -682,6 +690,8 @@ def _gait_kernel(
             f[_XS_PREV] = x
             f[_D1] = 0.0
             f[_D2] = 0.0
+            f[_ND1] = -1e9
+            f[_ND2] = -1e9
             f[_UNL_MIN] = x
             f[_CROSS_N] = -1e18
             for q in range(3):
@@ -774,25 +784,38 @@ def _gait_kernel(
         f[_XS_PREV] = xs
         d1 = f[_D1]
         d2 = f[_D2]
+        if p.walk_norm_tau_s > 0.0:
+            # jerk / its running RMS: the threshold follows the step amplitude (small shuffling
+            # steps as well as brisk walking); a raw floor rejects standing noise
+            if f[_MSJ] <= 0.0:
+                f[_MSJ] = d0 * d0
+            else:
+                f[_MSJ] += (d0 * d0 - f[_MSJ]) / (p.walk_norm_tau_s * fs)
+            n0 = d0 / math.sqrt(f[_MSJ] + 1e-12) if d0 > p.walk_floor_gps else -1e9
+            n1 = f[_ND1]
+            n2 = f[_ND2]
+            f[_ND2] = n1
+            f[_ND1] = n0
+            thr_w = p.walk_thr_norm
+        else:
+            n0 = d0
+            n1 = d1
+            n2 = d2
+            thr_w = p.walk_thr_gps
         f[_EMA] *= 1.0 - 1.0 / (5.0 * fs)
         running_active = cnt - f[_LAST_RUN_IC] < p.run_hold_s * fs
-        if (
-            not running_active
-            and d1 > d2
-            and d1 >= d0
-            and d1 > max(p.walk_thr_gps, p.walk_rel * f[_EMA])
-        ):
+        if not running_active and n1 > n2 and n1 >= n0 and n1 > max(thr_w, p.walk_rel * f[_EMA]):
             den = d2 - 2.0 * d1 + d0
             dl = 0.5 * (d2 - d0) / den if den < 0.0 else 0.0
             npk = cnt - 1 + dl
             if st[_PEND] == 1:
-                if npk - f[_PEND_N] < p.walk_refractory_s * fs and d1 > f[_PEND_P]:
+                if npk - f[_PEND_N] < p.walk_refractory_s * fs and n1 > f[_PEND_P]:
                     f[_PEND_N] = npk
-                    f[_PEND_P] = d1
+                    f[_PEND_P] = n1
             elif npk - f[_LAST_WALK] > p.walk_refractory_s * fs:
                 st[_PEND] = 1
                 f[_PEND_N] = npk
-                f[_PEND_P] = d1
+                f[_PEND_P] = n1
         if running_active:
             st[_PEND] = 0
         if st[_PEND] == 1 and cnt - f[_PEND_N] >= p.walk_hold_s * fs:

@@ -8,6 +8,7 @@ import functools
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     _require_mosquitto()
     started: list[Mosquitto] = []
 
-    def make(name: str = "mosq", **kw: object) -> Mosquitto:
+    def make(name: str = "mosq", **kw: Any) -> Mosquitto:
         m = Mosquitto(tmp_path / name, **kw)
         m.start()
         started.append(m)
