@@ -383,7 +383,9 @@ class _DirectClient(aiomqtt.Client):
                     break
                 if isinstance(sock, ssl.SSLSocket) and sock.pending():
                     continue
-                if not select.select([sock], [], [], 0)[0]:
+                poller = select.poll()  # not select.select: fds >= 1024
+                poller.register(sock.fileno(), select.POLLIN)
+                if not poller.poll(0):
                     break
             return rc
 
