@@ -145,7 +145,7 @@ class GaitParams(NamedTuple):
     run_ic_offset_s: float = 0.0  # added to running IC times
     run_to_offset_s: float = 0.0  # added to running TO times
     walk_thr_gps: float = 1.5  # absolute minimum jerk peak (g/s), walk_norm_tau_s <= 0 only
-    walk_rel: float = 0.5  # relative to the running mean of accepted peaks
+    walk_rel: float = 0.0  # relative to the running mean of accepted peaks (0: off)
     walk_refractory_s: float = 0.25
     walk_norm_tau_s: float = 0.5  # jerk / its running RMS over this time (<= 0: raw jerk)
     walk_thr_norm: float = 1.2  # normalised jerk peak threshold (walk_norm_tau_s > 0)

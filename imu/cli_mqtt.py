@@ -191,6 +191,26 @@ def _with_broker_options(f: Any) -> Any:
     show_default=True,
     help="Run a short simulated session through the pipeline before connecting (JIT compilation).",
 )
+@click.option(
+    "--web",
+    "web_listen",
+    metavar="HOST:PORT",
+    help="Also serve the phone/clinic web page (docs/web.md); HTTPS needed off localhost.",
+)
+@click.option(
+    "--web-cert", type=click.Path(dir_okay=False), help="TLS certificate of the web page."
+)
+@click.option("--web-key", type=click.Path(dir_okay=False), help="TLS private key of --web-cert.")
+@click.option(
+    "--web-reports",
+    type=click.Path(file_okay=False),
+    help="Directory of post-run reports to serve.",
+)
+@click.option(
+    "--web-acl",
+    type=click.Path(dir_okay=False),
+    help="The broker's ACL file: who may watch whose sessions in the clinic view.",
+)
 def serve(
     url: str,
     username: str | None,
@@ -209,6 +229,11 @@ def serve(
     stats_interval_s: float,
     steps_qos: int,
     warm_up: bool,
+    web_listen: str | None,
+    web_cert: str | None,
+    web_key: str | None,
+    web_reports: str | None,
+    web_acl: str | None,
 ) -> None:
     """Analyse phones' sensor streams from an MQTT broker and send metrics and alerts back.
 
@@ -247,19 +272,53 @@ def serve(
             sinks.append(EmbeddedStore(store) if store else EmbeddedStore())
         except StorageError as exc:
             raise _CliError(str(exc)) from None
+    web_cfg = None
+    if web_listen:
+        from imu.web import web_config_from_options
+        from storage.embedded import default_db_path
+
+        try:
+            web_cfg = web_config_from_options(
+                web_listen,
+                url,
+                cert=web_cert,
+                key=web_key,
+                reports=web_reports,
+                acl=web_acl,
+                cafile=cafile,
+                store=None if no_store else (store or str(default_db_path())),
+                default_store=not no_store,
+            )
+        except ValueError as exc:
+            raise _CliError(str(exc)) from None
     _logging(verbose)
     server = BridgeServer(cfg, sinks)
-    asyncio.run(_run_until_signal(server))
+    asyncio.run(_run_until_signal(server, web_cfg))
 
 
-async def _run_until_signal(server: Any) -> None:
+async def _run_until_signal(server: Any, web_cfg: Any = None) -> None:
+    stop = asyncio.Event()
     task = asyncio.ensure_future(server.run())
+    web_task = None
+    if web_cfg is not None:
+        from imu.web import run_web
+
+        web_task = asyncio.ensure_future(run_web(web_cfg, stop))
+
+    def request_stop() -> None:
+        stop.set()
+        server.request_stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, server.request_stop)
+            loop.add_signal_handler(sig, request_stop)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    stop.set()
+    if web_task is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await web_task
 
 
 @click.command("phone-sim")
