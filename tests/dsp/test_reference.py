@@ -178,3 +178,17 @@ def test_resample_capacity_is_bounded_for_absurd_times() -> None:
     assert cap <= 4 * (0.25 * 200 + 2)
     out, _, _ = resample_uniform(t, np.ones((4, 3)), np.ones((4, 3)), sample_rate_hz=200.0, state=s)
     np.testing.assert_array_equal(out.k, [0, 200 * 10**12])  # 1e12 s: after a gap, on the grid
+
+
+def test_butterworth_coefficients_match_scipy() -> None:
+    """dsp.gait computes its biquads in closed form; scipy.signal.butter is the reference."""
+    from scipy import signal
+
+    from dsp.gait import _butter2_lowpass
+
+    for fs in (100.0, 200.0, 400.0, 500.0):
+        for fc in (2.0, 5.0, 20.0, 0.3 * fs):
+            b, a = signal.butter(2, fc, fs=fs)
+            np.testing.assert_allclose(
+                _butter2_lowpass(fc, fs), [*b, *a[1:]], rtol=1e-12, atol=1e-15
+            )
