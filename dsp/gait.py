@@ -122,7 +122,9 @@ _N_IC = 7
 _N_STEPS = 8
 _MAX_LAT = 9  # max IC report latency (samples)
 _BOUT_START = 10  # first sample of the current stride segment (after a gap)
-_NI = 12
+_RING_L = 11  # logical ring length: history reads reach back at most this many samples
+_LAG = 12  # 1 while sample st[_N] is not in the ring yet: newest readable sample = _N - _LAG
+_NI = 13
 
 
 class GaitParams(NamedTuple):
@@ -221,14 +223,18 @@ def gait_coefficients(sample_rate_hz: float, params: GaitParams) -> NDArray[np.f
 
 
 def gait_initial_state(sample_rate_hz: float, ring_s: float = 4.0) -> GaitState:
-    """Fresh state; the ring buffer holds ``ring_s`` seconds of samples."""
+    """Fresh state; history reads reach back ``ring_s`` seconds (the logical ring length, kept in
+    the int state); the physical ring is the next power of two (index = sample & (rows - 1))."""
     f = np.zeros(_NF)
     f[_EV_SCALE] = 0.0
     f[_LAST_RUN_IC] = -1e18
     f[_LAST_WALK] = -1e18
-    ring = np.zeros((max(16, round(ring_s * sample_rate_hz)), N_SIG))
+    n_ring = max(16, round(ring_s * sample_rate_hz))
+    ring = np.zeros((1 << (n_ring - 1).bit_length(), N_SIG))
     ics = np.zeros((NB, _NC))
-    return GaitState(f, np.zeros(_NI, dtype=np.int64), ring, ics)
+    st = np.zeros(_NI, dtype=np.int64)
+    st[_RING_L] = n_ring
+    return GaitState(f, st, ring, ics)
 
 
 @njit(**NJIT_OPTS)
@@ -245,16 +251,19 @@ def _time(f: NDArray[np.float64], n_frac: float, t0: float, fs: float) -> float:
 
 
 @njit(**NJIT_OPTS)
-def _ring_mean(ring: NDArray[np.float64], col: int, a: float, b: float, lo: int, now: int) -> float:
-    """Mean of ``ring[:, col]`` over samples [ceil(a), floor(b)] (NaN if not all available)."""
-    L = ring.shape[0]
+def _ring_mean(
+    ring: NDArray[np.float64], col: int, a: float, b: float, lo: int, last: int, L: int
+) -> float:
+    """Mean of ``ring[:, col]`` over samples [ceil(a), floor(b)]; NaN unless all of them lie in
+    [lo, last] and in the ring's logical history (last - L, last], ``last`` = newest written."""
+    M = ring.shape[0] - 1  # physical rows - 1 (a power of two - 1)
     i0 = math.ceil(a)
     i1 = math.floor(b)
-    if i1 < i0 or i0 < max(lo, now - L + 1) or i1 > now:
+    if i1 < i0 or i0 < max(lo, last - L + 1) or i1 > last:
         return np.nan
     s = 0.0
     for i in range(i0, i1 + 1):
-        s += ring[i % L, col]
+        s += ring[i & M, col]
     return s / (i1 - i0 + 1)
 
 
@@ -267,7 +276,7 @@ def _walk_side_evidence(
     p: GaitParams,
     fs: float,
     j: int,
-    now: int,
+    last: int,
 ) -> None:
     """Walking side evidence of bout IC ``j`` (accumulated raw; the optional forward-sign check
     ``walk_fwd_check`` is applied at the decision, so it re-labels the whole bout consistently).
@@ -284,18 +293,19 @@ def _walk_side_evidence(
       (times the forward sign) before a LEFT contact: 94 % of single steps on mobgap with the
       reference ICs (the pelvis is pushed toward the next stance side during the previous step)."""
     lo = st[_BOUT_START]
+    L = st[_RING_L]
     n_ic = ics[j % NB, _IC_N]
     if j >= 1:
         pn = ics[(j - 1) % NB, _IC_N]
-        m0 = _ring_mean(ring, SIG_A_AP, pn - 0.05 * fs, pn, lo, now)
-        m1 = _ring_mean(ring, SIG_A_AP, pn + 0.05 * fs, pn + 0.15 * fs, lo, now)
+        m0 = _ring_mean(ring, SIG_A_AP, pn - 0.05 * fs, pn, lo, last, L)
+        m1 = _ring_mean(ring, SIG_A_AP, pn + 0.05 * fs, pn + 0.15 * fs, lo, last, L)
         if math.isfinite(m0) and math.isfinite(m1):
             f[_WFWD] = p.walk_fwd_forget * f[_WFWD] + (m0 - m1)
         a = max(pn, n_ic - p.walk_side_max_s * fs)
     else:
         a = n_ic - 0.45 * fs
     sh = p.walk_ic_offset_s * fs  # window on the detector's own timing (offset-independent)
-    e = _ring_mean(ring, SIG_A_ML, a - sh, n_ic - 1.0 - sh, lo, now)
+    e = _ring_mean(ring, SIG_A_ML, a - sh, n_ic - 1.0 - sh, lo, last, L)
     if not math.isfinite(e):
         return
     ae = abs(e)
@@ -331,22 +341,25 @@ def _close_evidence(
     r = j % NB
     st[_EVOPEN] = 0
     side = SIDE_UNKNOWN
-    L = ring.shape[0]
-    now = st[_N]
+    M = ring.shape[0] - 1  # physical rows - 1 (a power of two - 1)
+    L = st[_RING_L]
+    # newest sample in the ring: the current one inside the sample loop, the one before it when a
+    # bout is ended by a gap flag (the post-gap sample is not written yet) or at the end of input
+    last = st[_N] - st[_LAG]
     n_ic = ics[r, _IC_N]
-    lo = max(math.ceil(n_ic), now - L + 1, st[_BOUT_START])
+    lo = max(math.ceil(n_ic), last - L + 1, st[_BOUT_START])
     if ics[r, _IC_MODE] == MODE_RUN:
         # forward-sign check: mean AP acceleration over the first part of the contact
-        hb = min(now, math.floor(n_ic + p.brake_window_s * fs))
+        hb = min(last, math.floor(n_ic + p.brake_window_s * fs))
         sb = 0.0
         cb = 0
         for i in range(lo, hb + 1):
-            sb += ring[i % L, SIG_A_AP]
+            sb += ring[i & M, SIG_A_AP]
             cb += 1
         if cb > 0:
             f[_BRAKE] = p.brake_forget * f[_BRAKE] + sb / cb
     if has_gyro and ics[r, _IC_MODE] == MODE_WALK:
-        _walk_side_evidence(f, st, ring, ics, p, fs, j, now)
+        _walk_side_evidence(f, st, ring, ics, p, fs, j, last)
         if f[_SIDE_S] != 0.0:
             par = 1.0 if j % 2 == 0 else -1.0
             sc = p.side_sign_walk * par * f[_SIDE_S]
@@ -354,10 +367,10 @@ def _close_evidence(
                 sc = -sc  # estimated forward axis points backward: left/right mirrored
             side = SIDE_LEFT if sc >= 0.0 else SIDE_RIGHT
     elif has_gyro:
-        hi = min(now, math.floor(n_ic + p.side_window_s * fs))
+        hi = min(last, math.floor(n_ic + p.side_window_s * fs))
         if hi > lo:
-            v0 = ring[lo % L, p.side_signal]
-            v1 = ring[hi % L, p.side_signal]
+            v0 = ring[lo & M, p.side_signal]
+            v1 = ring[hi & M, p.side_signal]
             e = v1 - v0
             if math.isfinite(e):
                 if f[_BRAKE] > 0.0:
@@ -396,13 +409,20 @@ def _step_metrics(
     ns: int,
 ) -> int:
     nb = st[_BOUT]
-    L = ring.shape[0]
+    M = ring.shape[0] - 1  # physical rows - 1 (a power of two - 1)
+    L = st[_RING_L]
     now = st[_N]
+    last = now - st[_LAG]  # newest sample in the ring (now or now - 1, see _close_evidence)
     a = ics[s % NB, _IC_N]
     b = ics[(s + 1) % NB, _IC_N]
     c = ics[s % NB, _IC_TO]
     side = ics[s % NB, _IC_SIDE]
     mode = ics[s % NB, _IC_MODE]
+    if mode == MODE_RUN and not c < b:
+        # a running TO at or after the next IC is impossible: extrapolated from crossings on a
+        # linearly bridged packet gap (the contact ended inside the gap). No contact/flight time,
+        # braking or pelvic drop for this step; its drop window would reach unwritten samples.
+        c = np.nan
     if s >= 1:
         sa = ics[(s - 1) % NB, _IC_N]
         sb = b
@@ -431,12 +451,12 @@ def _step_metrics(
     m = i1 - i0 + 1
     mean_a = 0.0
     for i in range(i0, i1 + 1):
-        mean_a += ring[i % L, SIG_F_V]
+        mean_a += ring[i & M, SIG_F_V]
     mean_a /= m
     vel = 0.0
     sum_v = 0.0
     for i in range(i0, i1 + 1):
-        vel += (ring[i % L, SIG_F_V] - mean_a) * dt
+        vel += (ring[i & M, SIG_F_V] - mean_a) * dt
         sum_v += vel
     mean_v = sum_v / m
     vel = 0.0
@@ -444,45 +464,45 @@ def _step_metrics(
     zmin = 0.0
     zmax = 0.0
     for i in range(i0, i1 + 1):
-        vel += (ring[i % L, SIG_F_V] - mean_a) * dt
+        vel += (ring[i & M, SIG_F_V] - mean_a) * dt
         z += (vel - mean_v) * dt
         zmin = min(zmin, z)
         zmax = max(zmax, z)
     out[ns, 6] = zmax - zmin
     # braking: max of -a_ap over the first half of the contact
-    if math.isfinite(c) and c > a:
+    if math.isfinite(c) and c > a and math.floor(a + 0.5 * (c - a)) <= last:
         e = math.floor(a + 0.5 * (c - a))
         br = -1e300
         for i in range(i0, max(e, i0) + 1):
-            br = max(br, -ring[i % L, SIG_A_AP])
+            br = max(br, -ring[i & M, SIG_A_AP])
         out[ns, 10] = br
     if has_gyro:
         # pelvic drop relative to the stride mean obliquity
         mo = 0.0
         for i in range(j0, j1 + 1):
-            mo += ring[i % L, SIG_OBLIQ]
+            mo += ring[i & M, SIG_OBLIQ]
         mo /= j1 - j0 + 1
         for i in range(min(i0, j0), max(i1, j1) + 1):
-            if not (math.isfinite(ring[i % L, SIG_OBLIQ]) and math.isfinite(ring[i % L, SIG_YAW])):
+            if not (math.isfinite(ring[i & M, SIG_OBLIQ]) and math.isfinite(ring[i & M, SIG_YAW])):
                 return ns + 1
-        if math.isfinite(c) and side != SIDE_UNKNOWN:
+        if math.isfinite(c) and side != SIDE_UNKNOWN and math.floor(c) <= last:
             sg = 1.0 if side == SIDE_LEFT else -1.0
             ce = math.floor(c)
             dmax = -1e300
             for i in range(i0, max(ce, i0) + 1):
-                dmax = max(dmax, sg * (ring[i % L, SIG_OBLIQ] - mo))
+                dmax = max(dmax, sg * (ring[i & M, SIG_OBLIQ] - mo))
             out[ns, 7] = dmax
         # rotation range after removing the stride yaw trend (gyro bias, turning)
-        slope = (ring[j1 % L, SIG_YAW] - ring[j0 % L, SIG_YAW]) / max(j1 - j0, 1)
+        slope = (ring[j1 & M, SIG_YAW] - ring[j0 & M, SIG_YAW]) / max(j1 - j0, 1)
         ymin = 1e300
         ymax = -1e300
         tmin = 1e300
         tmax = -1e300
         for i in range(i0, i1 + 1):
-            y = ring[i % L, SIG_YAW] - slope * i
+            y = ring[i & M, SIG_YAW] - slope * i
             ymin = min(ymin, y)
             ymax = max(ymax, y)
-            tl = ring[i % L, SIG_TILT]
+            tl = ring[i & M, SIG_TILT]
             tmin = min(tmin, tl)
             tmax = max(tmax, tl)
         out[ns, 8] = ymax - ymin
@@ -677,7 +697,7 @@ def _gait_kernel(
     NDArray[np.float64],
 ]:
     n = sig.shape[0]
-    L = ring.shape[0]
+    M = ring.shape[0] - 1  # physical rows - 1 (a power of two - 1)
     min_step = max(1, int(p.min_step_s * fs))
     cap = 2 * (n // min_step) + 4 * NB + 8
     ev = np.empty((cap, 3))
@@ -691,7 +711,9 @@ def _gait_kernel(
         cnt = st[_N]
         if flag[j] != 0 or cnt == 0:
             if st[_BOUT] > 0:
+                st[_LAG] = 1  # sample cnt (after the gap) is not written yet
                 ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
+                st[_LAG] = 0
             f[_KOFS] = kidx[j] - cnt
             st[_BOUT_START] = cnt
             _biquad_reset(x, coef, 0, f, _ZF1)
@@ -712,7 +734,7 @@ def _gait_kernel(
             st[_PEND] = 0
         xf = _biquad(x, coef, 0, f, _ZF1)
         xs = _biquad(x, coef, 5, f, _ZS1)
-        r = cnt % L
+        r = cnt & M
         for q in range(N_SIG):
             ring[r, q] = sig[j, q]
         # ---- side evidence window of the last IC closes -> IC event ---------------------
@@ -869,7 +891,9 @@ def _gait_kernel(
                 ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
         st[_N] = cnt + 1
     if finish and st[_BOUT] > 0:
+        st[_LAG] = 1  # st[_N] = n: the newest sample is n - 1
         ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
+        st[_LAG] = 0
     return ev[:ne], out[:ns], f, st, ring, ics
 
 
