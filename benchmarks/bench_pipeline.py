@@ -7,7 +7,11 @@ and cached as ``.npz`` in the temp directory (~20 s to generate). Offline = ``ds
 (resample, alignment, orientation, events, metrics; numba kernels, one thread), best of
 ``--repeat`` runs (wall clock; the CPU time of the same run and the wall time of the first run in the
 process, which pays the first touch of fresh output memory, are in the comment). ``--stages`` also
-prints the per-kernel breakdown (``STAGES`` line, CPU seconds of each kernel call).
+prints the per-kernel breakdown (``STAGES`` line, CPU seconds of each kernel call). ``--feed`` also
+prints the per-call cost of the whole live path (``FEED`` line: ``imu.pipeline.Pipeline.feed_packets``
+= decoder + DSP + records + alerts, on 10 min of the run as 10-sample wire packets, 1 and 10 packets
+per call, without a sink and with an embedded SQLite store in a temp directory; CPU microseconds per
+call, best of ``--repeat``).
 """
 
 from __future__ import annotations
@@ -78,11 +82,56 @@ def stages(
     return {"resample": c1 - c0, "orient": c2 - c1, "gait": c3 - c2}
 
 
+def wire_packets(
+    t: NDArray[np.float64], acc: NDArray[np.float64], gyr: NDArray[np.float64], n: int = 10
+) -> list[bytes]:
+    """Samples as v1 wire packets of ``n`` samples (16 g, 2000 deg/s, 200 Hz), as the sensor sends."""
+    from firmware_interface.protocol import STANDARD_GRAVITY_MPS2, encode_data_packet
+
+    a = np.clip(np.round(acc / (16 * STANDARD_GRAVITY_MPS2) * 32768), -32768, 32767)
+    g = np.clip(np.round(gyr / 2000.0 * 32768), -32768, 32767)
+    raw = np.concatenate([a, g], axis=1).astype(np.int16)
+    step_us = n * 1_000_000 // 200
+    return [
+        encode_data_packet(
+            i & 0xFFFF, (i * step_us) & 0xFFFFFFFF, 200, 16, 2000, raw[i * n : i * n + n]
+        )
+        for i in range(len(t) // n)
+    ]
+
+
+def feed_cost(packets: list[bytes], batch: int, store: bool, repeat: int) -> float:
+    """CPU microseconds per ``Pipeline.feed_packets`` call of ``batch`` packets (best run)."""
+    from imu.pipeline import Pipeline, SessionInfo
+    from storage.embedded import EmbeddedStore
+
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        with tempfile.TemporaryDirectory() as tmp:
+            sink = EmbeddedStore(Path(tmp) / "bench.db") if store else None
+            pipe = Pipeline(
+                SessionInfo("bench", start_utc_s=1.7e9), [sink] if sink is not None else []
+            )
+            calls = 0
+            c0 = time.process_time()
+            for i in range(0, len(packets), batch):
+                pipe.feed_packets(packets[i : i + batch])
+                calls += 1
+            best = min(best, (time.process_time() - c0) / calls)
+            pipe.close()
+            if sink is not None:
+                sink.close()
+    return best * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hours", type=float, default=4.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--stages", action="store_true", help="also print the per-kernel breakdown")
+    ap.add_argument(
+        "--feed", action="store_true", help="also print the per-call cost of Pipeline.feed_packets"
+    )
     args = ap.parse_args(argv)
     fs = 200.0
     t, acc, gyr = load_run(args.hours)
@@ -108,6 +157,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{key}_s={v:.3f} ({v / t.size * 1e9:.0f} ns/sample)" for key, v in st.items()
             )
             + f" sum_s={tot:.3f} -> {t.size / tot:.3g} samples/s (CPU time, best of {len(st_runs)})"
+        )
+    if args.feed:
+        m = int(10 * 60 * fs)
+        packets = wire_packets(t[:m], acc[:m], gyr[:m])
+        feed_cost(packets[:600], 10, False, 1)  # warm-up
+        cells = [
+            f"{b}pkt_{'sqlite' if st else 'nosink'}_us={feed_cost(packets, b, st, args.repeat):.1f}"
+            for b in (1, 10)
+            for st in (False, True)
+        ]
+        print(
+            "FEED "
+            + " ".join(cells)
+            + f"  # CPU us per Pipeline.feed_packets call, 10-sample packets, {len(packets)} packets"
         )
     # live: 20-sample packets through the stream wrapper (30 min)
     an = GaitAnalyzer(has_gyro=True, sample_rate_hz=fs)

@@ -252,9 +252,12 @@ class GaitAnalyzer:
         return self._process(t, a, g, False)
 
     def _drain_buffer(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        t = np.concatenate([b[0] for b in self._buf])
-        a = np.concatenate([b[1] for b in self._buf])
-        g = np.concatenate([b[2] for b in self._buf])
+        if len(self._buf) == 1:  # one block (offline analysis): no copy
+            t, a, g = self._buf[0]
+        else:
+            t = np.concatenate([b[0] for b in self._buf])
+            a = np.concatenate([b[1] for b in self._buf])
+            g = np.concatenate([b[2] for b in self._buf])
         self._buf = []
         self._nbuf = 0
         self._setup_rate(_estimate_rate(t[:_N_RATE_EST]))

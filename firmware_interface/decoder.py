@@ -11,6 +11,12 @@ Work is vectorised with numpy: packets are grouped by length, each group is stac
 group. Only the sequence-number bookkeeping loops per packet, and only when a batch contains a
 duplicate or an out-of-order packet (the in-order case is vectorised too).
 
+Small batches (up to 256 packets, the live case: one BLE notification or one MQTT raw batch) in
+which every packet is accepted, all of one length and configuration, take a fast path
+(``struct.iter_unpack`` over the joined bytes, ``binascii.crc_hqx`` per packet, Python-int
+sequence and time bookkeeping) with exactly the same results; any other batch takes the
+vectorised path.
+
 Classification order of one packet (the first matching rule wins):
 
 1. empty -> ``bad_length``
@@ -34,7 +40,8 @@ reconnect.
 from __future__ import annotations
 
 import binascii
-import dataclasses
+import functools
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +74,29 @@ _T_HALF = 1 << 31
 _SMALL_GROUP = 16
 # Up to this many packets, sequence bookkeeping runs on Python ints (cheaper than numpy calls).
 _SMALL_BATCH = 8
+# Up to this many packets, a batch of well-formed, in-order packets of one length and one
+# configuration is decoded with struct + binascii per packet and a handful of numpy calls
+# (PacketDecoder._decode_fast); anything else (or a larger batch) takes the vectorised path.
+_FAST_BATCH = 256
+
+
+@functools.cache
+def _sample_offsets(n: int, rate_hz: float) -> npt.NDArray[np.float64]:
+    """``i / rate_hz`` for the samples i of a packet (read-only, shared)."""
+    out = np.arange(n, dtype=np.float64) / rate_hz
+    out.flags.writeable = False
+    return out
+
+
+@functools.cache
+def _packet_struct(n: int) -> struct.Struct:
+    """Header fields, skipped samples and wire CRC of a packet of ``n`` samples."""
+    return struct.Struct(f"<BBHIHBHB{n * SAMPLE_BYTES}xH")
+
+
+_IMU_DATA = int(PacketType.IMU_DATA)
+_ACC_SET = frozenset(ACC_RANGES_G)
+_GYR_SET = frozenset(GYR_RANGES_DPS)
 
 # Classification codes, one per packet.
 _OK = 0
@@ -388,20 +418,23 @@ class PacketDecoder:
             TypeError: an element is not bytes-like (a programming error, not bad data).
         """
         batch = [_as_bytes(p) for p in packets]
+        if 0 < len(batch) <= _FAST_BATCH:
+            fast = self._decode_fast(batch)
+            if fast is not None:
+                return fast
         parsed = _parse(batch)
         codes = np.bincount(parsed.code, minlength=6)
         valid = np.flatnonzero(parsed.code == _OK)
         accepted_pos, dup, reord, lost_delta, gaps = self._sequence(parsed.seq[valid])
         accepted = valid[accepted_pos]
         s = self._stats
-        self._stats = dataclasses.replace(
-            s,
+        self._stats = DecoderStats(
             received=s.received + len(batch),
             decoded=s.decoded + len(accepted),
+            crc_errors=s.crc_errors + int(codes[_CRC_ERROR]),
             bad_length=s.bad_length + int(codes[_BAD_LENGTH]),
             unknown_version=s.unknown_version + int(codes[_UNKNOWN_VERSION]),
             unknown_type=s.unknown_type + int(codes[_UNKNOWN_TYPE]),
-            crc_errors=s.crc_errors + int(codes[_CRC_ERROR]),
             bad_header=s.bad_header + int(codes[_BAD_HEADER]),
             duplicates=s.duplicates + dup,
             reordered=s.reordered + reord,
@@ -415,6 +448,109 @@ class PacketDecoder:
         return DecodedSamples(t_s, acc_mps2, gyr_dps, self._sample_rate_hz)
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _decode_fast(self, batch: list[bytes]) -> DecodedSamples | None:
+        """The common live case without numpy bookkeeping; ``None`` (state untouched) = not it.
+
+        Applies when every packet of ``batch`` is accepted by the rules of the module docstring
+        (one length, valid header and CRC, each sequence number a forward step from the previous
+        one) and all carry the same rate and ranges. Gives exactly what the vectorised path gives
+        (same float operations in the same order).
+        """
+        length = len(batch[0])
+        n, rem = divmod(length - HEADER_BYTES - CRC_BYTES, SAMPLE_BYTES)
+        if rem or not 1 <= n <= MAX_SAMPLES_PER_PACKET:
+            return None
+        if any(len(p) != length for p in batch):
+            return None
+        body_end = length - CRC_BYTES
+        joined = b"".join(batch)
+        # one C pass over all headers and wire CRCs: 9 columns (header fields + CRC) of m values
+        cols = list(zip(*_packet_struct(n).iter_unpack(joined), strict=True))
+        version, ptype, rate_col, acc_col, gyr_col, n_col = (cols[i] for i in (0, 1, 4, 5, 6, 7))
+        cfg = (rate_col[0], acc_col[0], gyr_col[0])
+        if not (MIN_RATE_HZ <= cfg[0] <= MAX_RATE_HZ and cfg[1] in _ACC_SET and cfg[2] in _GYR_SET):
+            return None
+        m = len(batch)
+        if (
+            version.count(PROTOCOL_VERSION) != m
+            or ptype.count(_IMU_DATA) != m
+            or n_col.count(n) != m
+            or rate_col.count(cfg[0]) != m
+            or acc_col.count(cfg[1]) != m
+            or gyr_col.count(cfg[2]) != m
+        ):
+            return None
+        view = memoryview(joined)
+        crc_hqx = binascii.crc_hqx
+        if [crc_hqx(view[i : i + body_end], 0xFFFF) for i in range(0, m * length, length)] != list(
+            cols[8]
+        ):
+            return None
+        seqs: tuple[int, ...] = cols[2]
+        t0s: tuple[int, ...] = cols[3]
+        # sequence numbers: all forward steps (else the general path sorts out dup/reorder)
+        first = self._newest_seq is None
+        newest = seqs[0] if first else self._newest_seq
+        assert newest is not None
+        prev = newest & 0xFFFF
+        jumps: list[tuple[int, int]] = []
+        start = newest
+        for q in seqs[1:] if first else seqs:
+            d = (q - prev) % _SEQ_MOD
+            if not 0 < d < _SEQ_HALF:
+                return None
+            if d > 1:
+                jumps.append((newest, d))
+            newest += d
+            prev = q
+        # accepted: commit the stream state
+        if first:
+            self._first_seq = start
+        lost = 0
+        for base, d in jumps:
+            self._lost_seqs.update(range(base + 1, base + d))
+            lost += d - 1
+        self._newest_seq = newest
+        self._prune()
+        s = self._stats
+        self._stats = DecoderStats(
+            s.received + m,
+            s.decoded + m,
+            s.crc_errors,
+            s.bad_length,
+            s.unknown_version,
+            s.unknown_type,
+            s.bad_header,
+            s.duplicates,
+            s.reordered,
+            s.lost + lost,
+            s.gaps + len(jumps),
+        )
+        # time: unwrap the u32 microsecond counter on Python ints
+        if not self._have_t0:
+            self._have_t0 = True
+            self._last_t0_raw_us = self._last_t0_us = t0s[0]
+        raw_prev, t0 = self._last_t0_raw_us, self._last_t0_us
+        t0_us: list[int] = []
+        for raw_t in t0s:
+            step = (raw_t - raw_prev) % _T_MOD
+            t0 += step - _T_MOD if step >= _T_HALF else step
+            t0_us.append(t0)
+            raw_prev = raw_t
+        self._last_t0_raw_us, self._last_t0_us = raw_prev, t0
+        # samples
+        rate_hz, acc_range_g, gyr_range_dps = cfg
+        rate = float(rate_hz)
+        # t0_us / 1e6 as numpy computes it from int64 (exact int -> float below 2**53 us)
+        t_s = (np.array([t / 1e6 for t in t0_us])[:, None] + _sample_offsets(n, rate)).reshape(-1)
+        raw = np.frombuffer(
+            b"".join([p[HEADER_BYTES:body_end] for p in batch]), dtype="<i2"
+        ).reshape(m * n, 6)
+        acc = raw[:, :3] * (acc_range_g / 32768.0 * STANDARD_GRAVITY_MPS2)
+        gyr = raw[:, 3:] * (gyr_range_dps / 32768.0)
+        self._sample_rate_hz = rate
+        return DecodedSamples(t_s, acc, gyr, rate)
 
     def _sequence(self, seq: _I8) -> tuple[_I8, int, int, int, int]:
         """Sequence bookkeeping for the valid packets; returns (accepted positions, dup, reord, lost, gaps)."""

@@ -229,6 +229,7 @@ class _Step:
     activity: int
     seg: int
     values: tuple[float, ...]  # STEP metric columns in _COLS order
+    pace_pt: float | None  # 60 / cadence (s) when the cadence is finite and > 0, else None
 
 
 _COLS = (
@@ -242,6 +243,17 @@ _COLS = (
     "braking_mps2",
 )
 _I = {c: i for i, c in enumerate(_COLS)}
+_RUNNING = int(Activity.RUNNING)
+
+
+def _median(xs: list[float]) -> float:
+    """``float(np.median(xs))`` of finite values (same arithmetic: middle or mean of two)."""
+    xs = sorted(xs)
+    n = len(xs)
+    h = n // 2
+    return xs[h] if n % 2 else (xs[h - 1] + xs[h]) / 2.0
+
+
 _SIDE_NAME: dict[int, SideName] = {int(Side.LEFT): "left", int(Side.RIGHT): "right"}
 
 
@@ -305,6 +317,8 @@ class AlertEngine:
         self._last_new_alert_t = -math.inf
         self._detect_start_t = math.nan
         self._pace_gate = (0.0, math.inf)
+        self._mods: dict[tuple[str, str], tuple[Any, Any, float, str]] = {}
+        self._mods_of: Baseline | None = None
         self._make_absolute_channels()
 
     # --- public -----------------------------------------------------------------------------
@@ -329,7 +343,9 @@ class AlertEngine:
                 self._seg += 1
                 self._seg_start_t[self._seg] = t
             self._last_t, self._last_act = t, act
-            self._q.append(_Step(t, sd, act, self._seg, tuple(vals)))
+            cad = vals[0]
+            pace_pt = 60.0 / cad if cad > 0 and math.isfinite(cad) else None
+            self._q.append(_Step(t, sd, act, self._seg, tuple(vals), pace_pt))
             self._drain(out, final=False)
         return out
 
@@ -346,19 +362,21 @@ class AlertEngine:
     # --- stream mechanics -------------------------------------------------------------------
     def _drain(self, out: list[Alert], *, final: bool) -> None:
         h = self._h
-        while self._next < len(self._q):
+        q = self._q
+        while self._next < len(q):
             k = self._next
-            seg = self._q[k].seg
-            closed = self._q[-1].seg != seg
-            if not (final or closed or len(self._q) - 1 - k >= h):
+            s = q[k]
+            seg = s.seg
+            closed = q[-1].seg != seg
+            if not (final or closed or len(q) - 1 - k >= h):
                 return
-            lo = max(0, k - h)
-            hi = min(len(self._q), k + h + 1)
-            window = [s for s in self._q[lo:hi] if s.seg == seg]
-            # steps of this bout after k that we have seen, and whether the bout ends within h
-            after = [s for s in self._q[k + 1 : hi] if s.seg == seg]
-            ends_soon = (final or closed) and len(after) < h
-            self._judge(self._q[k], window, ends_soon, out)
+            if s.activity == _RUNNING:  # _judge ignores every other step
+                lo = max(0, k - h)
+                hi = min(len(q), k + h + 1)
+                # pace points of the window; whether the bout ends within h steps after k
+                pts = [w.pace_pt for w in q[lo:hi] if w.seg == seg and w.pace_pt is not None]
+                ends_soon = (final or closed) and sum(w.seg == seg for w in q[k + 1 : hi]) < h
+                self._judge(s, pts, ends_soon, out)
             self._next += 1
         # keep h judged steps for the backward half of the pace window
         drop = max(0, self._next - h)
@@ -366,14 +384,12 @@ class AlertEngine:
             del self._q[:drop]
             self._next -= drop
 
-    def _judge(self, s: _Step, window: list[_Step], ends_soon: bool, out: list[Alert]) -> None:
+    def _judge(self, s: _Step, pts: list[float], ends_soon: bool, out: list[Alert]) -> None:
+        """Judge running step ``s``; ``pts``: the pace points of its window."""
         c = self.config
-        if s.activity != int(Activity.RUNNING):
-            return
-        pts = [60.0 / w.values[0] for w in window if w.values[0] > 0 and math.isfinite(w.values[0])]
         if not pts:
             return
-        pace = float(np.median(pts))
+        pace = _median(pts)
         transition = ends_soon or (s.t - self._seg_start_t[s.seg] < c.transition_s)
         run_before = self._run_time
         self._run_time += min(pace, 1.0)
@@ -604,42 +620,67 @@ class AlertEngine:
                 if alert is not None:
                     out.append(alert)
 
+    def _model_table(self, b: Baseline) -> dict[tuple[str, str], tuple[Any, Any, float, str]]:
+        """Per (metric, side): intercept, slope, residual clip and EWMA key (cached per baseline)."""
+        if self._mods_of is not b:
+            clip = self.config.outlier_clip_sd
+            table: dict[tuple[str, str], tuple[Any, Any, float, str]] = {}
+            for metric in ("pelvic_drop_deg", "contact_time_s", "vertical_oscillation_m"):
+                for sd in ("left", "right", ""):
+                    m = b.model(metric, sd)
+                    if m is not None:
+                        lim = clip * m.resid_sd if clip > 0 and m.resid_sd > 0 else math.inf
+                        table[metric, sd] = (m.intercept, m.slope, lim, f"r:{metric}:{sd}")
+            self._mods, self._mods_of = table, b
+        return self._mods
+
     def _deviation_readings(
         self, b: Baseline, s: _Step, side: SideName, pace: float, readings: dict[str, _Reading]
     ) -> None:
         v = s.values
         ref = b.ref_step_time_s
         clip = self.config.outlier_clip_sd
+        mods = self._model_table(b)
+        ew = self._ew
+        nan = math.nan
+        isfinite = math.isfinite
+        tau = self.config.ewma_tau_s
+        # EWMA weights of the two step intervals used below (as in _ewma)
+        a1 = 1.0 - math.exp(-pace / tau)
+        a2 = 1.0 - math.exp(-(2 * pace) / tau)
 
-        def resid(metric: str, sd: SideName, dt: float) -> tuple[float, float]:
-            m = b.model(metric, sd)
+        def resid(metric: str, sd: SideName, a: float) -> tuple[float, float]:
+            m = mods.get((metric, sd))
             if m is None:
-                return math.nan, math.nan
-            pred = float(m.predict(pace, ref))
-            lim = clip * m.resid_sd if clip > 0 and m.resid_sd > 0 else math.inf
+                return nan, nan
+            icpt, slope, lim, key = m
+            pred = float(icpt + slope * (pace - ref))
             r = min(max(v[_I[metric]] - pred, -lim), lim)  # NaN stays NaN
-            return pred, self._ewma(f"r:{metric}:{sd}", r, dt)
+            if isfinite(r):
+                prev = ew.get(key, 0.0)
+                ew[key] = prev + a * (r - prev)
+            return pred, ew.get(key, nan)
 
         def current(metric: str, sd: SideName) -> tuple[float, float]:
-            m = b.model(metric, sd)
+            m = mods.get((metric, sd))
             if m is None:
-                return math.nan, math.nan
-            return float(m.predict(pace, ref)), self._ew.get(f"r:{metric}:{sd}", 0.0)
+                return nan, nan
+            return float(m[0] + m[1] * (pace - ref)), ew.get(m[3], 0.0)
 
         if side:
-            pred, r = resid("pelvic_drop_deg", side, 2 * pace)
-            if math.isfinite(r):
+            pred, r = resid("pelvic_drop_deg", side, a2)
+            if isfinite(r):
                 readings[f"drop:{side}"] = _Reading(r, pred + r, pred, r, side)
             pl, rl = current("pelvic_drop_deg", "left")
             pr, rr = current("pelvic_drop_deg", "right")
-            if math.isfinite(pl + pr):
+            if isfinite(pl + pr):
                 d = rl - rr
                 worse: SideName = "left" if d > 0 else "right"
                 readings["drop_asym"] = _Reading(abs(d), (pl + rl) - (pr + rr), pl - pr, d, worse)
-            resid("contact_time_s", side, 2 * pace)
+            resid("contact_time_s", side, a2)
             pl, rl = current("contact_time_s", "left")
             pr, rr = current("contact_time_s", "right")
-            if math.isfinite(pl + pr) and pl + pr > 0:
+            if isfinite(pl + pr) and pl + pr > 0:
                 cl, cr = pl + rl, pr + rr
                 val = 100 * cl / (cl + cr)
                 base = 100 * pl / (pl + pr)
@@ -649,18 +690,18 @@ class AlertEngine:
         # contact time and bounce depend strongly on speed: judged only near the baseline's paces
         # (no extrapolation of the pace model to recovery jogs or sprints)
         if self._pace_gate[0] <= pace <= self._pace_gate[1]:
-            pred, r = resid("contact_time_s", "", pace)
-            if math.isfinite(r):
+            pred, r = resid("contact_time_s", "", a1)
+            if isfinite(r):
                 readings["contact"] = _Reading(r, pred + r, pred, r, "")
-            pred, r = resid("vertical_oscillation_m", "", pace)
-            if math.isfinite(r):
+            pred, r = resid("vertical_oscillation_m", "", a1)
+            if isfinite(r):
                 readings["vo"] = _Reading(r, pred + r, pred, r, "")
         if "cadence" in self._channels:
             lim = clip * b.cadence_sd_spm if clip > 0 and b.cadence_sd_spm > 0 else math.inf
             x = self._ewma(
                 "r:cadence", min(max(v[_I["cadence_spm"]] - b.cadence_spm, -lim), lim), pace
             )
-            if math.isfinite(x):
+            if isfinite(x):
                 readings["cadence"] = _Reading(-x, b.cadence_spm + x, b.cadence_spm, x, "")
 
     def _advance(self, ch: _Channel, t: float, r: _Reading) -> Alert | None:

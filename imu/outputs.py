@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,26 +40,50 @@ def _fmt(value: float, decimals: int) -> str:
     return "0." + "0" * decimals if text == "-0." + "0" * decimals else text
 
 
+# Whole-table formatting: every numeric cell is "%.<d>f" % value, then the two cases of _fmt that
+# differ from plain formatting are fixed on the text: a non-finite value is an empty cell and a
+# negative zero ("-0.00") is written without its sign.
+_NONFINITE_CELL = re.compile(r"(?m)(^|,)(?:nan|-?inf)(?=,|$)")
+_NEG_ZERO_CELL = re.compile(r"(?m)(^|,)-(0\.0+)(?=,|$)")
+_SIDE_BY_CODE = {int(k): v for k, v in SIDE_NAMES.items()}
+_EVENT_BY_CODE = {int(k): v for k, v in EVENT_NAMES.items()}
+
+
+def _names(codes: npt.NDArray[Any], by_code: dict[int, str], enum: Any, names: Any) -> list[str]:
+    """Names of integer codes; an unknown code raises as ``names[enum(code)]`` would."""
+    return [by_code[c] if c in by_code else names[enum(c)] for c in codes.tolist()]
+
+
+def _write_table(path: Path, header: str, template: str, columns: list[list[Any]]) -> None:
+    """``header`` and one ``template % row`` line per row, cells fixed as by :func:`_fmt`."""
+    text = "\n".join([header] + [template % row for row in zip(*columns, strict=True)]) + "\n"
+    if "nan" in text or "inf" in text:
+        text = _NONFINITE_CELL.sub(r"\1", text)
+    if "-0." in text:
+        text = _NEG_ZERO_CELL.sub(r"\1\2", text)
+    path.write_text(text, encoding="utf-8")
+
+
 def write_events_csv(path: Path, events: npt.NDArray[Any]) -> None:
-    lines = ["time_s,event,side"]
-    lines += [
-        f"{_fmt(float(e['time_s']), 4)},{EVENT_NAMES[EventKind(int(e['kind']))]},{SIDE_NAMES[Side(int(e['side']))]}"
-        for e in events
+    columns = [
+        np.asarray(events["time_s"], dtype=np.float64).tolist(),
+        _names(events["kind"], _EVENT_BY_CODE, EventKind, EVENT_NAMES),
+        _names(events["side"], _SIDE_BY_CODE, Side, SIDE_NAMES),
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_table(path, "time_s,event,side", "%.4f,%s,%s", columns)
 
 
 def write_steps_csv(path: Path, steps: npt.NDArray[Any]) -> None:
-    lines = [",".join(STEPS_CSV_COLUMNS)]
-    for s in steps:
-        cells = []
-        for col in STEPS_CSV_COLUMNS:
-            if col == "side":
-                cells.append(SIDE_NAMES[Side(int(s["side"]))])
-            else:
-                cells.append(_fmt(float(s[col]), _STEP_FORMAT[col]))
-        lines.append(",".join(cells))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    columns: list[list[Any]] = []
+    cells: list[str] = []
+    for col in STEPS_CSV_COLUMNS:
+        if col == "side":
+            columns.append(_names(steps["side"], _SIDE_BY_CODE, Side, SIDE_NAMES))
+            cells.append("%s")
+        else:
+            columns.append(np.asarray(steps[col], dtype=np.float64).tolist())
+            cells.append(f"%.{_STEP_FORMAT[col]}f")
+    _write_table(path, ",".join(STEPS_CSV_COLUMNS), ",".join(cells), columns)
 
 
 def _csv_text(value: str) -> str:

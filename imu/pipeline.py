@@ -8,6 +8,7 @@ the input is chunked, so a replay gives exactly what the live session gave.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +118,9 @@ class Pipeline:
         self._samples = 0
         self._last_t_s = 0.0
         self._closed = False
+        # tags of step / event records by (side, activity) / (side, kind) code: shared, read-only
+        self._step_tags: dict[tuple[int, int], dict[str, str]] = {}
+        self._event_tags: dict[tuple[int, int], dict[str, str]] = {}
         self._write([self._session_record(final=False)])
 
     # --- input -------------------------------------------------------------------------
@@ -209,10 +213,12 @@ class Pipeline:
         records: list[Record] = []
         if len(out.events):
             self._events.append(out.events)
-            records += [self._event_record(e) for e in out.events]
+            if self.sinks:
+                records += self._event_records(out.events)
         if len(out.steps):
             self._steps.append(out.steps)
-            records += [self._step_record(s) for s in out.steps]
+            if self.sinks:
+                records += self._step_records(out.steps)
         if records:
             self._write(records)
         if len(out.steps):
@@ -244,31 +250,62 @@ class Pipeline:
         tags.update(extra)
         return tags
 
-    def _step_record(self, s: Any) -> Record:
-        fields: dict[str, float | int | str | bool] = {"sensor_time_s": float(s["time_s"])}
-        for m in STEP_METRICS:
-            v = float(s[m])
-            if np.isfinite(v):
-                fields[m] = v
-        return Record(
-            MEASUREMENT_STEPS,
-            self._time_ns(float(s["time_s"])),
-            self._tags(
-                side=SIDE_NAMES[Side(int(s["side"]))],
-                activity=ACTIVITY_NAMES[Activity(int(s["activity"]))],
-            ),
-            fields,
-        )
+    def _times_ns(self, t_s: npt.NDArray[np.float64]) -> list[int]:
+        """:meth:`_time_ns` of many times (same float operations, same rounding)."""
+        scale = 1.0 + self.info.clock_drift_ppm * 1e-6
+        x = (self.info.start_utc_s + t_s * scale) * 1e9
+        if x.size == 0:
+            return []
+        if not (np.isfinite(x).all() and np.abs(x).max() < 2.0**62):
+            return [self._time_ns(t) for t in t_s.tolist()]
+        times: list[int] = np.rint(x).astype(np.int64).tolist()
+        return times
 
-    def _event_record(self, e: Any) -> Record:
-        return Record(
-            MEASUREMENT_EVENTS,
-            self._time_ns(float(e["time_s"])),
-            self._tags(
-                side=SIDE_NAMES[Side(int(e["side"]))], event=EVENT_NAMES[EventKind(int(e["kind"]))]
-            ),
-            {"sensor_time_s": float(e["time_s"])},
-        )
+    def _step_records(self, steps: npt.NDArray[Any]) -> list[Record]:
+        """``steps`` records: tags + side/activity, fields sensor_time_s + the finite metrics."""
+        t_s = np.asarray(steps["time_s"], dtype=np.float64)
+        cols = np.stack([t_s] + [steps[m].astype(np.float64) for m in STEP_METRICS], axis=1)
+        cache = self._step_tags
+        isfinite = math.isfinite
+        out = []
+        for time_ns, side, act, row in zip(
+            self._times_ns(t_s),
+            steps["side"].tolist(),
+            steps["activity"].tolist(),
+            cols.tolist(),
+            strict=True,
+        ):
+            tags = cache.get((side, act))
+            if tags is None:
+                tags = cache[side, act] = self._tags(
+                    side=SIDE_NAMES[Side(side)], activity=ACTIVITY_NAMES[Activity(act)]
+                )
+            fields: dict[str, float | int | str | bool] = {"sensor_time_s": row[0]}
+            for m, v in zip(STEP_METRICS, row[1:], strict=True):
+                if isfinite(v):
+                    fields[m] = v
+            out.append(Record(MEASUREMENT_STEPS, time_ns, tags, fields))
+        return out
+
+    def _event_records(self, events: npt.NDArray[Any]) -> list[Record]:
+        """``events`` records: tags + side/event, field sensor_time_s."""
+        t_s = np.asarray(events["time_s"], dtype=np.float64)
+        cache = self._event_tags
+        out = []
+        for time_ns, t, side, kind in zip(
+            self._times_ns(t_s),
+            t_s.tolist(),
+            events["side"].tolist(),
+            events["kind"].tolist(),
+            strict=True,
+        ):
+            tags = cache.get((side, kind))
+            if tags is None:
+                tags = cache[side, kind] = self._tags(
+                    side=SIDE_NAMES[Side(side)], event=EVENT_NAMES[EventKind(kind)]
+                )
+            out.append(Record(MEASUREMENT_EVENTS, time_ns, tags, {"sensor_time_s": t}))
+        return out
 
     def _alert_record(self, a: Alert) -> Record:
         fields: dict[str, float | int | str | bool] = {

@@ -86,6 +86,9 @@ class _Table:
         self.units = FIELDS[measurement]
         self.bool_fields = frozenset(k for k, u in self.units.items() if u == "bool")
         self.int_fields = frozenset(k for k, u in self.units.items() if u == "count")
+        self._tag_set = frozenset(self.tags)
+        # (field, unit, plain float fast path allowed) in column order
+        self._field_units = tuple((f, u, u != "count") for f, u in self.units.items())
         key = [*self.tags, "extra_tags", "time_ns"]
         cols = (
             ["time_ns INTEGER NOT NULL"]
@@ -117,26 +120,45 @@ class _Table:
 
     def row(self, r: Record) -> tuple[Any, ...] | None:
         """Parameters of the upsert, or ``None`` if the record has no writable field."""
-        extra_tags = {k: v for k, v in r.tags.items() if k not in self.tags and v != ""}
-        values: list[Any] = []
+        tags = r.tags
+        fields = r.fields
+        extra_tags = (
+            {k: v for k, v in tags.items() if k not in self._tag_set and v != ""}
+            if not tags.keys() <= self._tag_set
+            else None
+        )
+        values: list[Any] = [int(r.time_ns)]
+        values += [str(tags.get(t, "")) for t in self.tags]
+        values.append(json.dumps(extra_tags, sort_keys=True) if extra_tags else "")
         n = 0
-        for f in self.fields:
-            v = _db_value(r.fields.get(f), self.units[f])
+        get = fields.get
+        isfinite = math.isfinite
+        for f, unit, plain in self._field_units:
+            v = get(f)
+            if v is None:
+                values.append(None)
+                continue
+            if plain and type(v) is float:  # the common case of _db_value
+                if isfinite(v):
+                    n += 1
+                    values.append(v)
+                else:
+                    values.append(None)
+                continue
+            v = _db_value(v, unit)
             n += v is not None
             values.append(v)
-        extra_fields = {
-            k: v for k, v in r.fields.items() if k not in self.units and _db_value(v) is not None
-        }
-        n += len(extra_fields)
+        extra_fields = (
+            {k: v for k, v in fields.items() if k not in self.units and _db_value(v) is not None}
+            if not fields.keys() <= self.units.keys()
+            else None
+        )
+        if extra_fields:
+            n += len(extra_fields)
         if n == 0:
             return None
-        return (
-            int(r.time_ns),
-            *(str(r.tags.get(t, "")) for t in self.tags),
-            json.dumps(extra_tags, sort_keys=True) if extra_tags else "",
-            *values,
-            json.dumps(extra_fields, sort_keys=True) if extra_fields else None,
-        )
+        values.append(json.dumps(extra_fields, sort_keys=True) if extra_fields else None)
+        return tuple(values)
 
     def decode(self, row: sqlite3.Row) -> dict[str, Any]:
         out: dict[str, Any] = {"time_ns": row["time_ns"]}
