@@ -70,7 +70,8 @@ _IC_TODONE = 4
 _IC_EV = 5
 _IC_EMITTED = 6
 _IC_EVCNT = 7
-_NC = 8
+_IC_BR = 8  # 1: IC predicted inside a bridged packet gap (its early stance is not measured)
+_NC = 9
 
 # float state
 _ZF1 = 0
@@ -109,7 +110,9 @@ _XF_PREV2 = 32  # x two samples back (quadratic crossing interpolation)
 _MSJ = 33  # running mean square of the walking jerk (adaptive amplitude normalisation)
 _ND1 = 34  # normalised jerk one / two samples back
 _ND2 = 35
-_NF = 36
+_BR_LO = 36  # last measured sample before the latest bridged stretch (resampler flag 2)
+_BR_HI = 37  # last bridged sample of that stretch (BR_HI + 1 = first measured sample after it)
+_NF = 38
 # int state
 _N = 0
 _PHASE = 1  # running detector: 0 unloaded, 1 loaded
@@ -170,6 +173,8 @@ class GaitParams(NamedTuple):
     walk_fwd_forget: float = 0.95  # per walking step forgetting of the walking forward-sign stat
     walk_side_forget: float = 0.3  # per-step forgetting of the walking side accumulator
     walk_side_max_s: float = 0.6  # walking side evidence: ML acc over [IC_k-1, IC_k), at most this
+    bridge_min_s: float = 0.03  # bridged gaps (resampler flag 2) at least this long: IC predicted
+    bridge_shape: bool = False  # refine it by the stance shape of the last steps (sim: worse)
 
 
 #: Sacral soft-tissue preset: single level crossings (no onset fit) with the level/offsets
@@ -229,6 +234,8 @@ def gait_initial_state(sample_rate_hz: float, ring_s: float = 4.0) -> GaitState:
     f[_EV_SCALE] = 0.0
     f[_LAST_RUN_IC] = -1e18
     f[_LAST_WALK] = -1e18
+    f[_BR_LO] = -1e18
+    f[_BR_HI] = -1e18
     n_ring = max(16, round(ring_s * sample_rate_hz))
     ring = np.zeros((1 << (n_ring - 1).bit_length(), N_SIG))
     ics = np.zeros((NB, _NC))
@@ -418,6 +425,9 @@ def _step_metrics(
     c = ics[s % NB, _IC_TO]
     side = ics[s % NB, _IC_SIDE]
     mode = ics[s % NB, _IC_MODE]
+    # IC inside a bridged gap: the early stance (braking peak, pelvic drop peak) is a straight
+    # line there, so neither is reported; contact time and the step time are
+    ic_br = ics[s % NB, _IC_BR] != 0.0
     if mode == MODE_RUN and not c < b:
         # a running TO at or after the next IC is impossible: extrapolated from crossings on a
         # linearly bridged packet gap (the contact ended inside the gap). No contact/flight time,
@@ -470,7 +480,7 @@ def _step_metrics(
         zmax = max(zmax, z)
     out[ns, 6] = zmax - zmin
     # braking: max of -a_ap over the first half of the contact
-    if math.isfinite(c) and c > a and math.floor(a + 0.5 * (c - a)) <= last:
+    if math.isfinite(c) and c > a and math.floor(a + 0.5 * (c - a)) <= last and not ic_br:
         e = math.floor(a + 0.5 * (c - a))
         br = -1e300
         for i in range(i0, max(e, i0) + 1):
@@ -485,7 +495,7 @@ def _step_metrics(
         for i in range(min(i0, j0), max(i1, j1) + 1):
             if not (math.isfinite(ring[i & M, SIG_OBLIQ]) and math.isfinite(ring[i & M, SIG_YAW])):
                 return ns + 1
-        if math.isfinite(c) and side != SIDE_UNKNOWN and math.floor(c) <= last:
+        if math.isfinite(c) and side != SIDE_UNKNOWN and math.floor(c) <= last and not ic_br:
             sg = 1.0 if side == SIDE_LEFT else -1.0
             ce = math.floor(c)
             dmax = -1e300
@@ -605,6 +615,7 @@ def _add_ic(
     ics[r, _IC_EV] = 0.0
     ics[r, _IC_EVCNT] = 0.0
     ics[r, _IC_EMITTED] = 0.0
+    ics[r, _IC_BR] = 0.0
     st[_BOUT] = nb + 1
     now = st[_N]
     wend = n_ic + p.side_window_s * fs
@@ -613,6 +624,73 @@ def _add_ic(
         ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
     ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, False, out, ns)
     return ne, ns
+
+
+@njit(**NJIT_OPTS)
+def _shape_ic(
+    ring: NDArray[np.float64], a: float, xe: float, ne: float, pred: float, lim: float
+) -> float:
+    """IC implied by the measured sample ``xe`` (g) at ``ne`` on the stance shape of the earlier
+    step with IC ``a``: ``ne`` - (time after ``a`` at which that step's vertical force rose / fell
+    through ``xe``); of the rising / falling candidates the one nearer ``pred``; NaN if none."""
+    M = ring.shape[0] - 1
+    best = np.nan
+    i = math.floor(a) + 1
+    v0 = ring[(i - 1) & M, SIG_F_V] / G
+    while i <= a + lim:
+        v1 = ring[i & M, SIG_F_V] / G
+        if (v0 < xe <= v1) or (v0 >= xe > v1):
+            c = i - 1 + (xe - v0) / (v1 - v0)
+            cand = ne - (c - a)
+            if not math.isfinite(best) or abs(cand - pred) < abs(best - pred):
+                best = cand
+        v0 = v1
+        i += 1
+    return best
+
+
+@njit(**NJIT_OPTS)
+def _bridged_ic(
+    n_ic: float,
+    lo: float,
+    hi: float,
+    xe: float,
+    ne: float,
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    p: GaitParams,
+    fs: float,
+) -> float:
+    """IC whose onset lies in a bridged gap (lo, hi) (measured samples at both ends), confirmed at
+    the measured sample ``xe`` (g, raw) at ``ne``. Prediction = last running IC + mean of the last
+    (up to two) step times of the open running bout; refined by the stance shape of the last two
+    steps (where their force passed ``xe``, averaged) when that agrees with the prediction within
+    10 % of a step. Without history: the onset fit on the line (``n_ic``). Clipped to the gap."""
+    nb = st[_BOUT]
+    est = n_ic
+    if nb >= 2:
+        r1 = (nb - 1) % NB
+        r2 = (nb - 2) % NB
+        if ics[r1, _IC_MODE] == MODE_RUN and ics[r2, _IC_MODE] == MODE_RUN:
+            dt = ics[r1, _IC_N] - ics[r2, _IC_N]
+            if nb >= 3 and ics[(nb - 3) % NB, _IC_MODE] == MODE_RUN:
+                dt = 0.5 * (ics[r1, _IC_N] - ics[(nb - 3) % NB, _IC_N])
+            pred = ics[r1, _IC_N] + dt
+            if dt <= p.max_step_run_s * fs and lo - 0.5 * dt < pred < hi + 0.5 * dt:
+                est = pred
+            if p.bridge_shape and est == pred:
+                lim = min(p.max_contact_s * fs, ne - ics[r1, _IC_N] - 1.0)
+                s = 0.0
+                k = 0
+                for r in (r1, r2):
+                    c = _shape_ic(ring, ics[r, _IC_N], xe, ne, pred, lim)
+                    if math.isfinite(c):
+                        s += c
+                        k += 1
+                if k > 0 and abs(s / k - pred) <= 0.1 * dt:
+                    est = s / k
+    return min(max(est, lo), hi)
 
 
 @njit(**NJIT_OPTS)
@@ -709,7 +787,7 @@ def _gait_kernel(
     for j in range(n):
         x = sig[j, SIG_F_V] / G
         cnt = st[_N]
-        if flag[j] != 0 or cnt == 0:
+        if flag[j] == 1 or cnt == 0:
             if st[_BOUT] > 0:
                 st[_LAG] = 1  # sample cnt (after the gap) is not written yet
                 ne, ns = _end_bout(f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns)
@@ -732,6 +810,11 @@ def _gait_kernel(
                 f[_FC1 + q] = -1e18
             st[_PHASE] = 0
             st[_PEND] = 0
+        bridged = flag[j] == 2
+        if bridged:
+            if f[_BR_HI] != cnt - 1:
+                f[_BR_LO] = cnt - 1
+            f[_BR_HI] = cnt
         xf = _biquad(x, coef, 0, f, _ZF1)
         xs = _biquad(x, coef, 5, f, _ZS1)
         r = cnt & M
@@ -760,12 +843,28 @@ def _gait_kernel(
                 c_ref = f[_RC3]
             else:
                 c_ref = f[_CROSS_N]
-            if xf > p.load_g and f[_UNL_MIN] < p.flight_max_g and cnt - c_ref <= p.max_rise_s * fs:
+            # onset crossing on a bridged line (lost packet): confirmed at the first measured
+            # sample after the gap, the IC is predicted from the recent step times
+            c_lo = f[_RC1] if p.onset_fit else f[_CROSS_N]
+            br_hi1 = f[_BR_HI] + 1.0
+            br_long = br_hi1 - f[_BR_LO] >= p.bridge_min_s * fs
+            ic_br = br_long and f[_BR_LO] < c_lo < br_hi1
+            # (no confirmation on a bridged sample: deferred to the gap end, so the rise time
+            # counts from there when the onset crossing was on the line; relaxing this also for
+            # crossings just before the gap: sim F1 0.9989 -> 0.9992 but IC p95 3.5 -> 3.6 ms)
+            rise_ok = cnt - c_ref <= p.max_rise_s * fs or (
+                ic_br and cnt - br_hi1 <= p.max_rise_s * fs
+            )
+            if xf > p.load_g and f[_UNL_MIN] < p.flight_max_g and rise_ok and not bridged:
                 if p.onset_fit:
                     n_ic = _onset(f[_RC1], f[_RC2], f[_RC3], p.fit_max_p) - gdf
                 else:
                     n_ic = f[_CROSS_N] - gdf
                 n_ic += p.run_ic_offset_s * fs
+                if ic_br:
+                    n_ic = _bridged_ic(
+                        n_ic, f[_BR_LO] - gdf, br_hi1 - gdf, x, cnt, st, ring, ics, p, fs
+                    )
                 st[_PHASE] = 1
                 f[_FLIGHT] = base
                 f[_TO_LEVEL] = base + (p.fit_level_g if p.onset_fit else p.to_level_g)
@@ -776,6 +875,9 @@ def _gait_kernel(
                 ne, ns = _add_ic(
                     n_ic, MODE_RUN, f, st, ring, ics, has_gyro, p, fs, t0, ev, ne, out, ns
                 )
+                rl = (st[_BOUT] - 1) % NB
+                if ic_br and st[_BOUT] > 0 and ics[rl, _IC_N] == n_ic:
+                    ics[rl, _IC_BR] = 1.0
         else:
             lev = f[_TO_LEVEL]
             if p.onset_fit:
@@ -791,7 +893,16 @@ def _gait_kernel(
                 else:
                     n_to = n_cr - gdf
                 n_to += p.run_to_offset_s * fs
-                if n_to - ics[rr, _IC_N] >= p.min_contact_s * fs:
+                # a TO extrapolated from crossings on a bridged line is not measured: none
+                bl = f[_BR_LO]
+                bh1 = f[_BR_HI] + 1.0
+                to_br = bh1 - bl >= p.bridge_min_s * fs and (
+                    (cnt - 1 >= bl and cnt <= bh1)
+                    or (p.onset_fit and (bl < f[_FC2] < bh1 or bl < f[_FC3] < bh1))
+                )
+                if to_br:
+                    n_to = np.nan
+                if to_br or n_to - ics[rr, _IC_N] >= p.min_contact_s * fs:
                     st[_PHASE] = 0
                     f[_UNL_MIN] = xf
                     f[_CROSS_N] = -1e18
@@ -802,7 +913,8 @@ def _gait_kernel(
                             ne = _close_evidence(f, st, ring, ics, has_gyro, p, ev, ne, t0, fs)
                         ics[rr, _IC_TO] = n_to
                         ics[rr, _IC_TODONE] = 1.0
-                        ne = _emit_event(ev, ne, _time(f, n_to, t0, fs), 1, ics[rr, _IC_SIDE])
+                        if not to_br:
+                            ne = _emit_event(ev, ne, _time(f, n_to, t0, fs), 1, ics[rr, _IC_SIDE])
                         ns = _try_finalize(f, st, ring, ics, has_gyro, fs, t0, False, out, ns)
             elif cnt - f[_LAST_RUN_IC] > p.max_contact_s * fs:
                 st[_PHASE] = 0

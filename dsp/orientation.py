@@ -372,7 +372,7 @@ def _orient_kernel(
                     vz = gz / ng
         # ---- orientation ---------------------------------------------------------------
         if has_gyro:
-            restart = q_init == 0 or flag[j] != 0
+            restart = q_init == 0 or flag[j] == 1
             if restart:
                 # tilt from this sample's acc, yaw 0 (q rotates acc onto +z)
                 na = math.sqrt(ax * ax + ay * ay + az * az)

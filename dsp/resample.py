@@ -4,7 +4,10 @@ The grid is ``t0 + k / fs`` with ``t0`` the time of the first accepted sample an
 integer index. A grid point is emitted as soon as the first input sample at or after it arrives
 (look-ahead = one input sample). Intervals longer than ``max_gap_s`` are not bridged: the grid
 points inside the gap are skipped and the first emitted point after the gap carries ``flag = 1``
-(downstream kernels restart their stride state there; the sensor alignment is kept). Samples with
+(downstream kernels restart their stride state there; the sensor alignment is kept). Grid points
+interpolated across a shorter interval of more than 1.5 grid periods (a lost packet bridged by a
+straight line) carry ``flag = 2``: no restart, but the gait kernel does not trust their shape
+(no level crossing on a bridged line is used as an event time). Samples with
 non-increasing time or non-finite values are dropped and counted.
 """
 
@@ -44,7 +47,8 @@ class ResampleState(NamedTuple):
 
 
 class ResampleOutput(NamedTuple):
-    """Uniform samples: grid index ``k`` (time = t0 + k / fs), acc, gyr and a restart flag."""
+    """Uniform samples: grid index ``k`` (time = t0 + k / fs), acc, gyr and a flag (0 measured,
+    1 restart after a long gap / stream start, 2 bridged across a short gap)."""
 
     k: NDArray[np.int64]
     acc: NDArray[np.float64]
@@ -138,11 +142,13 @@ def _resample_pass(
         else:
             n_in += 1
             inv = 1.0 / (tj - tp)
+            # a short gap (lost packet) bridged by the straight line: flag 2 (no restart)
+            fl_br = 2 if (tj - tp) * fs > 1.5 else 0
             tg = t0 + nk / fs
             while tg <= tj:
                 w = (tg - tp) * inv
                 out_k[m] = nk
-                out_flag[m] = pend
+                out_flag[m] = pend if pend != 0 else fl_br
                 out_acc[m, 0] = pa0 + w * (a0 - pa0)
                 out_acc[m, 1] = pa1 + w * (a1 - pa1)
                 out_acc[m, 2] = pa2 + w * (a2 - pa2)
