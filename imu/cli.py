@@ -23,9 +23,9 @@ from rich.table import Table
 
 from dsp.errors import DspError
 from firmware_interface.errors import ProtocolError
+from imu.cli_store import STORE_HELP, influx_config, sink_from_options, store_options, store_opts
 from imu.errors import ImuError
 from storage.errors import StorageError
-from storage.records import Sink
 
 if TYPE_CHECKING:
     from imu.csv_input import AccUnit, GyrUnit
@@ -52,104 +52,6 @@ def _clean_errors() -> Iterator[None]:
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         raise _CliError(f"{where}{exc.strerror or exc}") from None
-
-
-STORE_HELP = "SQLite file of the embedded store (default: $IMU_HOME/imu.db)."
-
-
-def store_options(f: Any) -> Any:
-    """Options choosing where results go: the embedded store (default) or InfluxDB.
-
-    InfluxDB secrets (token, password) come only from the environment or the config file,
-    never from flags (they would show in the process list and shell history).
-    """
-    options = [
-        click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP),
-        click.option("--no-store", is_flag=True, help="Do not write to any store."),
-        click.option(
-            "--influx",
-            "influx_url",
-            metavar="URL",
-            help="Write to InfluxDB at URL instead of the embedded store (env IMU_INFLUX_URL).",
-        ),
-        click.option(
-            "--influx-bucket",
-            help="InfluxDB 2.x/3.x bucket: selects the v2 API (env IMU_INFLUX_BUCKET; token from IMU_INFLUX_TOKEN).",
-        ),
-        click.option("--influx-org", help="InfluxDB 2.x organisation (env IMU_INFLUX_ORG)."),
-        click.option(
-            "--influx-db", help="InfluxDB 1.x database: selects the v1 API (env IMU_INFLUX_DB)."
-        ),
-        click.option(
-            "--influx-user",
-            help="InfluxDB 1.x user (env IMU_INFLUX_USER; password from IMU_INFLUX_PASSWORD).",
-        ),
-        click.option(
-            "--influx-config",
-            type=click.Path(dir_okay=False, exists=True),
-            help="TOML file with an [influx] table (url, bucket, org, token, database, username, password).",
-        ),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
-
-
-def _influx_config(opts: dict[str, Any]) -> Any:
-    from storage.config import InfluxConfig
-
-    cli_values = {
-        "url": opts.get("influx_url"),
-        "bucket": opts.get("influx_bucket"),
-        "org": opts.get("influx_org"),
-        "database": opts.get("influx_db"),
-        "username": opts.get("influx_user"),
-    }
-    return InfluxConfig.from_sources(cli=cli_values, file=opts.get("influx_config"))
-
-
-@contextmanager
-def _sink(opts: dict[str, Any]) -> Iterator[Sink | None]:
-    """The configured sink for one command; closed (drained) at the end."""
-    if opts.get("no_store"):
-        yield None
-        return
-    config = _influx_config(opts)
-    if config is not None:
-        from storage.influx import InfluxSink
-
-        influx = InfluxSink(config)
-        try:
-            yield influx
-        finally:
-            left = influx.drain_and_close(timeout_s=30.0)
-            if left:
-                click.echo(
-                    f"imu: warning: InfluxDB unreachable; {left} points kept in the spool, sent on the next run",
-                    err=True,
-                )
-        return
-    from storage.embedded import EmbeddedStore
-
-    store = EmbeddedStore(opts["store"]) if opts.get("store") else EmbeddedStore()
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def _store_opts(**kw: Any) -> dict[str, Any]:
-    keys = (
-        "store",
-        "no_store",
-        "influx_url",
-        "influx_bucket",
-        "influx_org",
-        "influx_db",
-        "influx_user",
-        "influx_config",
-    )
-    return {k: kw.get(k) for k in keys}
 
 
 def _progress(transient: bool = True) -> Progress:
@@ -275,7 +177,7 @@ def simulate(
     The simulated sensor sits at the sacrum in a random orientation and streams wire
     packets (with noise, loss and corruption) through the same pipeline as a real sensor.
     """
-    with _clean_errors(), _sink(_store_opts(**store_kw)) as sink:
+    with _clean_errors(), sink_from_options(store_opts(**store_kw)) as sink:
         from imu.sessions import simulate_session
 
         res = simulate_session(
@@ -312,7 +214,7 @@ def replay(recording: str, out_dir: str, realtime: bool, **store_kw: Any) -> Non
     The same recording always gives byte-identical result files. A recording cut off
     mid-write is processed up to its last complete record, with a warning.
     """
-    with _clean_errors(), _sink(_store_opts(**store_kw)) as sink:
+    with _clean_errors(), sink_from_options(store_opts(**store_kw)) as sink:
         from imu.sessions import replay_session
 
         res = replay_session(
@@ -367,7 +269,7 @@ def analyze(
     gyr_x, gyr_y, gyr_z, in the sensor frame (any mounting at the pelvis/sacrum), with
     gravity included. Writes events.csv, steps.csv, alerts.csv and summary.json to --out.
     """
-    with _clean_errors(), _sink(_store_opts(**store_kw)) as sink:
+    with _clean_errors(), sink_from_options(store_opts(**store_kw)) as sink:
         from imu.sessions import analyze_csv
 
         res = analyze_csv(
@@ -457,8 +359,8 @@ def history(runner: str, as_json: bool, **store_kw: Any) -> None:
 
         from storage.history import runner_history
 
-        opts = _store_opts(**store_kw)
-        config = _influx_config(opts)
+        opts = store_opts(**store_kw)
+        config = influx_config(opts)
         if config is not None:
             from storage.influx import InfluxQLClient
 

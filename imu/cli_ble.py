@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import click
 
 from firmware_interface.ble import StreamConfig
+from imu.cli_store import sink_from_options, store_options, store_opts
 
 __all__ = ["bridge", "live"]
 
@@ -79,12 +80,7 @@ def _errors() -> tuple[type[BaseException], ...]:
     type=click.Path(dir_okay=False),
     help="Record the raw session to this .rec file while streaming.",
 )
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
-)
-@click.option("--no-store", is_flag=True, help="Do not write to any store.")
+@store_options
 @click.option(
     "--runner", default="runner", show_default=True, help="Runner name written with every result."
 )
@@ -129,14 +125,13 @@ def _errors() -> tuple[type[BaseException], ...]:
 def live(
     device: str | None,
     record_path: str | None,
-    store: str | None,
-    no_store: bool,
     runner: str,
     rate_hz: int,
     acc_range_g: str,
     gyr_range_dps: str,
     duration_s: float | None,
     scan_timeout_s: float,
+    **store_kw: Any,
 ) -> None:
     """Stream from a BLE sensor, analyse every step live and record the raw session.
 
@@ -148,36 +143,29 @@ def live(
 
     from imu.live import run_live
 
-    sink = None
-    if not no_store:
-        from storage.embedded import EmbeddedStore
-
-        sink = EmbeddedStore(store) if store else EmbeddedStore()
     config = StreamConfig(
         sample_rate_hz=rate_hz, acc_range_g=int(acc_range_g), gyr_range_dps=int(gyr_range_dps)
     )
     console = Console(highlight=False)
     try:
-        res = _run(
-            lambda stop: run_live(
-                device,
-                record_path=record_path,
-                sink=sink,
-                runner=runner,
-                config=config,
-                scan_timeout_s=scan_timeout_s,
-                duration_s=duration_s,
-                stop=stop,
-                console=console,
-                show=True,
+        # the sink is drained (InfluxDB) or closed (store) when the session ends, also on Ctrl-C
+        with sink_from_options(store_opts(**store_kw)) as sink:
+            res = _run(
+                lambda stop: run_live(
+                    device,
+                    record_path=record_path,
+                    sink=sink,
+                    runner=runner,
+                    config=config,
+                    scan_timeout_s=scan_timeout_s,
+                    duration_s=duration_s,
+                    stop=stop,
+                    console=console,
+                    show=True,
+                )
             )
-        )
     except _errors() as exc:
         raise _fail(str(exc)) from None
-    finally:
-        close = getattr(sink, "close", None)
-        if close is not None:
-            close()
     s = res.summary
     link = s.get("link", {})
     dec = s.get("decoder", {})

@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 
 import click
 
+from imu.cli_store import sink_from_options, store_options, store_opts
+from storage.errors import StorageError
+
 __all__ = ["phone_sim", "serve"]
 
 EXIT_BAD_INPUT = 2
@@ -145,12 +148,7 @@ def _with_broker_options(f: Any) -> Any:
     show_default=True,
     help="i/n: analyse only runners with crc32(runner) mod n == i.",
 )
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False),
-    help="SQLite file of the embedded store (default: $IMU_HOME/imu.db).",
-)
-@click.option("--no-store", is_flag=True, help="Do not write to any store.")
+@store_options
 @click.option(
     "--server-id",
     help="Name in the stats topic imu/_server/<id>/stats and the MQTT client id (default: host-pid).",
@@ -221,8 +219,6 @@ def serve(
     keyfile: str | None,
     verbose: int,
     partition: str,
-    store: str | None,
-    no_store: bool,
     server_id: str | None,
     idle_timeout_s: float,
     reorder_window: int,
@@ -234,6 +230,7 @@ def serve(
     web_key: str | None,
     web_reports: str | None,
     web_acl: str | None,
+    **store_kw: Any,
 ) -> None:
     """Analyse phones' sensor streams from an MQTT broker and send metrics and alerts back.
 
@@ -244,6 +241,8 @@ def serve(
     from imu.server import BridgeServer, ServerConfig
 
     broker = parse_mqtt_url(url)
+    opts = store_opts(**store_kw)
+    store, no_store = opts["store"], bool(opts["no_store"])
     if store and no_store:
         raise _CliError("--store and --no-store exclude each other")
     kw: dict[str, Any] = {}
@@ -263,15 +262,6 @@ def serve(
         warm_up=warm_up,
         **kw,
     )
-    sinks = []
-    if not no_store:
-        from storage.embedded import EmbeddedStore
-        from storage.errors import StorageError
-
-        try:
-            sinks.append(EmbeddedStore(store) if store else EmbeddedStore())
-        except StorageError as exc:
-            raise _CliError(str(exc)) from None
     web_cfg = None
     if web_listen:
         from imu.web import web_config_from_options
@@ -292,8 +282,15 @@ def serve(
         except ValueError as exc:
             raise _CliError(str(exc)) from None
     _logging(verbose)
-    server = BridgeServer(cfg, sinks)
-    asyncio.run(_run_until_signal(server, web_cfg))
+    try:
+        sink_cm = sink_from_options(
+            opts
+        )  # embedded store, InfluxDB (--influx / IMU_INFLUX_URL) or none
+        with sink_cm as sink:
+            server = BridgeServer(cfg, [sink] if sink is not None else [])
+            asyncio.run(_run_until_signal(server, web_cfg))
+    except StorageError as exc:
+        raise _CliError(str(exc)) from None
 
 
 async def _run_until_signal(server: Any, web_cfg: Any = None) -> None:
