@@ -169,3 +169,20 @@ def write_outputs(
     write_alerts_csv(out / "alerts.csv", alerts)
     write_summary_json(out / "summary.json", summary)
     return out
+
+
+def json_safe(obj: Any) -> Any:
+    """Metadata -> JSON-safe values (numpy arrays and scalars, dataclasses, nested containers)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "__dataclass_fields__"):
+        return json_safe({k: getattr(obj, k) for k in obj.__dataclass_fields__})
+    return str(obj)

@@ -31,7 +31,7 @@ from dsp.types import (
 from firmware_interface.decoder import PacketDecoder
 from imu.alerts import Alert, AlertConfig, AlertEngine
 from imu.baseline import Baseline
-from imu.outputs import summarize
+from imu.outputs import json_safe, summarize
 from storage.records import Record, Sink
 from storage.schema import (
     MEASUREMENT_ALERTS,
@@ -201,7 +201,7 @@ class Pipeline:
             "duration_s": round(self._last_t_s, 3),
             "alerts": len([a for a in self._alerts if a.active]),
             "decoder": self.stats(),
-            "dsp": _jsonable(self.analyzer.info),
+            "dsp": json_safe(self.analyzer.info),
             "activity_steps": {
                 ACTIVITY_NAMES[a]: int(np.count_nonzero(steps["activity"] == a)) for a in Activity
             },
@@ -354,15 +354,3 @@ class Pipeline:
             },
             fields,
         )
-
-
-def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in info.items():
-        if isinstance(v, np.ndarray):
-            out[k] = v.tolist()
-        elif isinstance(v, np.generic):
-            out[k] = v.item()
-        else:
-            out[k] = v
-    return out

@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.progress import Progress
 
 from imu.baseline import Baseline, BaselineStore
 from imu.csv_input import AccUnit, GyrUnit, read_csv
-from imu.outputs import write_outputs, write_steps_csv
+from imu.outputs import json_safe, write_outputs, write_steps_csv
 from imu.pipeline import Pipeline, PipelineResult, SessionInfo
 from storage.records import Sink
 
@@ -88,7 +88,7 @@ def simulate_session(
         writer = RecordingWriter(str(record_path), meta)
     try:
         task = progress.add_task("simulating", total=len(packets)) if progress else None
-        with progress or _nullcontext():
+        with progress or nullcontext():
             for batch in _batches_by_time(packets, LIVE_BATCH_S):
                 if writer is not None:
                     for rx_s, payload in batch:
@@ -139,7 +139,7 @@ def replay_session(
     baseline = Baseline.from_dict(recorded) if isinstance(recorded, dict) else None
     pipeline = Pipeline(info, _sinks(sink), baseline=baseline)
     task = progress.add_task("replaying", total=len(payloads)) if progress else None
-    with progress or _nullcontext():
+    with progress or nullcontext():
         if realtime:
             t_wall0 = time.monotonic()
             rx0 = float(rx_times[0]) if len(rx_times) else 0.0
@@ -197,25 +197,8 @@ def _recording_metadata(info: SessionInfo, sim_meta: dict[str, Any]) -> dict[str
         "device": info.device,
         "start_utc_s": info.start_utc_s,
         "source": info.source,
-        "simulator": _plain(sim_meta),
+        "simulator": json_safe(sim_meta),
     }
-
-
-def _plain(obj: Any) -> Any:
-    """Metadata -> JSON-safe values."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "__dataclass_fields__"):
-        return _plain({k: getattr(obj, k) for k in obj.__dataclass_fields__})
-    return str(obj)
 
 
 def _batches_by_time(
@@ -233,11 +216,3 @@ def _batches_by_time(
         batch.append((rx_s, payload))
     if batch:
         yield batch
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
