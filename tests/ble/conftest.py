@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bleak_retry_connector
-from bumble_backend import BumbleLinkClient, BumbleLinkScanner, reset_link
+from ble_targets import SIM_BACKENDS, Target
+from bumble_backend import reset_link
 
 from simulators.ble_peripheral import SimulatedSensor
 
@@ -38,25 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "hardware" in item.keywords:
             item.add_marker(skip)
-
-
-@dataclass
-class Target:
-    """Where a test streams from: a simulated sensor (with its fault injection) or real hardware."""
-
-    identifier: str
-    sim: SimulatedSensor | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)  # backends for SensorLink / find_sensor
-
-    @property
-    def scan_kwargs(self) -> dict[str, Any]:
-        return {"scanner_backend": self.kwargs["scanner_backend"]} if self.kwargs else {}
-
-
-SIM_BACKENDS: dict[str, Any] = {
-    "client_backend": BumbleLinkClient,
-    "scanner_backend": BumbleLinkScanner,
-}
 
 
 @pytest.fixture(autouse=True)

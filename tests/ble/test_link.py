@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from ble_targets import SIM_BACKENDS, Target
 from bumble_backend import BumbleLinkClient, BumbleLinkScanner, get_link
-from conftest import SIM_BACKENDS, Target
 
 from firmware_interface.ble import (
     CommandRejectedError,

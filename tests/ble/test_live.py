@@ -7,8 +7,8 @@ import random
 
 import numpy as np
 import pytest
+from ble_targets import SIM_BACKENDS
 from bumble_backend import get_link
-from conftest import SIM_BACKENDS
 from rich.console import Console
 
 from firmware_interface.ble import ReconnectPolicy

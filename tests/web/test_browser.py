@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHROMIUM_ARGS, PASSWORDS, missing_chromium, running_stack
+from web_stack import CHROMIUM_ARGS, PASSWORDS, missing_chromium, running_stack
 
 from storage.embedded import EmbeddedStore
 

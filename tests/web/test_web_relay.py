@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import aiomqtt
 import pytest
-from conftest import PASSWORDS, SERVER_USER, running_stack
+from web_stack import PASSWORDS, SERVER_USER, running_stack
 
 from firmware_interface.bridge import encode_raw_batch
 from imu.web import AclFile, WebConfig, check_config, parse_listen, topic_matches
