@@ -31,6 +31,18 @@ Classification order of one packet (the first matching rule wins):
 9. otherwise the packet is accepted (``decoded``); a forward jump of the sequence number by d > 1
    adds d - 1 to ``lost`` and 1 to ``gaps``.
 
+Sensor restart (reboot, brown-out, battery swap while the host keeps the session): the sensor's
+sequence number and microsecond clock start again from wherever its firmware starts them. A valid
+packet whose ``t0_us`` lies more than ``restart_back_s`` (default 2 s) BEHIND the newest valid
+packet so far (signed modular steps between consecutive valid packets, so not a wrap) cannot be a late packet of this stream (BLE delivers
+notifications in order; the MQTT server's reorder window holds at most 1 s), so it starts a new
+stream segment: ``restarts`` += 1, the sequence state starts afresh at that packet (nothing is
+counted lost, duplicate or reordered across the restart), and its samples continue the output time
+axis ``restart_gap_s`` (default 1 s) after the last sample before the restart, which is more than
+the DSP's largest bridged gap, so the analysis restarts cleanly. The real outage is unknown to the
+decoder; a caller that knows host receive times can re-map them. Without this rule every packet
+after a reboot would be dropped as ``reordered`` or ``duplicates``, or its time would run backwards.
+
 Sequence numbers (u16) and ``t0_us`` (u32) wrap; both are compared modulo their range, a forward
 step being a difference in ``[1, 2**(bits-1))``. A gap of 32768 packets or more is therefore
 indistinguishable from reordering: start a new :class:`PacketDecoder` (or :meth:`reset`) after a
@@ -156,6 +168,8 @@ class DecoderStats:
         reordered: older than the newest accepted packet and not seen before; dropped.
         lost: packets missing from the sequence (net of late arrivals counted in ``reordered``).
         gaps: forward jumps of the sequence number by more than one.
+        restarts: sensor restarts detected (clock more than ``restart_back_s`` behind; see the
+            module docstring); the stream continues after each.
     """
 
     received: int = 0
@@ -169,6 +183,7 @@ class DecoderStats:
     reordered: int = 0
     lost: int = 0
     gaps: int = 0
+    restarts: int = 0
 
     @property
     def corrupt(self) -> int:
@@ -383,7 +398,13 @@ class PacketDecoder:
         >>> out.acc_mps2.shape, dec.stats.lost  # doctest: +SKIP
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, restart_back_s: float = 2.0, restart_gap_s: float = 1.0) -> None:
+        if not restart_back_s > 0 or not restart_gap_s >= 0:
+            raise ValueError(
+                f"restart_back_s must be > 0 and restart_gap_s >= 0, got {restart_back_s}, {restart_gap_s}"
+            )
+        self._restart_back_us = round(restart_back_s * 1e6)
+        self._restart_gap_us = round(restart_gap_s * 1e6)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -394,6 +415,13 @@ class PacketDecoder:
         self._have_t0 = False
         self._last_t0_raw_us = 0
         self._last_t0_us = 0  # unwrapped
+        self._t0_base_us: int | None = None  # unwrapped t0 of the first packet after a restart
+        self._last_span_us = 0  # duration of the newest accepted packet's samples
+        # restart scan over every valid packet: previous raw t0, its position and the newest
+        # position (us, relative to the segment's first packet)
+        self._scan_raw_us: int | None = None
+        self._scan_rel_us = 0
+        self._scan_max_us = 0
         self._sample_rate_hz = 0.0
 
     @property
@@ -423,8 +451,19 @@ class PacketDecoder:
             if fast is not None:
                 return fast
         parsed = _parse(batch)
-        codes = np.bincount(parsed.code, minlength=6)
         valid = np.flatnonzero(parsed.code == _OK)
+        cut = self._scan_restarts(parsed.t0_us[valid])
+        if cut is not None:  # rare: decode the two segments separately
+            before = self.decode(batch[: int(valid[cut])])
+            self._restart(int(parsed.t0_us[valid[cut]]))
+            after = self.decode(batch[int(valid[cut]) :])
+            return DecodedSamples(
+                np.concatenate([before.t_s, after.t_s]),
+                np.concatenate([before.acc_mps2, after.acc_mps2]),
+                np.concatenate([before.gyr_dps, after.gyr_dps]),
+                after.sample_rate_hz,
+            )
+        codes = np.bincount(parsed.code, minlength=6)
         accepted_pos, dup, reord, lost_delta, gaps = self._sequence(parsed.seq[valid])
         accepted = valid[accepted_pos]
         s = self._stats
@@ -440,12 +479,50 @@ class PacketDecoder:
             reordered=s.reordered + reord,
             lost=s.lost + lost_delta,
             gaps=s.gaps + gaps,
+            restarts=s.restarts,
         )
         if len(accepted) == 0:
             return DecodedSamples.empty(self._sample_rate_hz)
         t0_us = self._unwrap_t0(parsed.t0_us[accepted])
         t_s, acc_mps2, gyr_dps, self._sample_rate_hz = _to_samples(parsed, accepted, t0_us)
+        self._last_span_us = round((t_s[-1] - t0_us[-1] / 1e6) * 1e6)
         return DecodedSamples(t_s, acc_mps2, gyr_dps, self._sample_rate_hz)
+
+    # --- sensor restarts ------------------------------------------------------------------------
+
+    def _scan_restarts(self, t0_raw_us: _I8) -> int | None:
+        """Index of the first valid packet more than ``restart_back_s`` behind the newest so far.
+
+        None: no restart in these packets, and the scan state now includes them.
+        """
+        if len(t0_raw_us) == 0:
+            return None
+        prev = np.empty_like(t0_raw_us)
+        prev[0] = t0_raw_us[0] if self._scan_raw_us is None else self._scan_raw_us
+        prev[1:] = t0_raw_us[:-1]
+        step = (t0_raw_us - prev) % _T_MOD
+        step[step >= _T_HALF] -= _T_MOD
+        rel = self._scan_rel_us + np.cumsum(step)
+        newest = np.maximum.accumulate(np.maximum(rel, self._scan_max_us))
+        behind = np.flatnonzero(rel < newest - self._restart_back_us)
+        if len(behind):
+            return int(behind[0])
+        self._scan_raw_us = int(t0_raw_us[-1])
+        self._scan_rel_us, self._scan_max_us = int(rel[-1]), int(newest[-1])
+        return None
+
+    def _restart(self, t0_raw_us: int) -> None:
+        """Start a new segment at a packet with ``t0_raw_us``: fresh sequence state, time continued
+        after a gap."""
+        s = self._stats
+        self._stats = DecoderStats(**{**_stats_dict(s), "restarts": s.restarts + 1})
+        self._newest_seq = None
+        self._first_seq = 0
+        self._lost_seqs = set()
+        if self._have_t0:
+            self._t0_base_us = self._last_t0_us + self._last_span_us + self._restart_gap_us
+        self._have_t0 = False
+        self._scan_raw_us, self._scan_rel_us, self._scan_max_us = t0_raw_us, 0, 0
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -489,6 +566,16 @@ class PacketDecoder:
             return None
         seqs: tuple[int, ...] = cols[2]
         t0s: tuple[int, ...] = cols[3]
+        # a restart (clock far behind the newest packet) takes the general path
+        scan_raw = t0s[0] if self._scan_raw_us is None else self._scan_raw_us
+        rel, newest_rel = self._scan_rel_us, self._scan_max_us
+        for raw_t in t0s:
+            step = (raw_t - scan_raw) % _T_MOD
+            rel += step - _T_MOD if step >= _T_HALF else step
+            if rel < newest_rel - self._restart_back_us:
+                return None
+            newest_rel = max(newest_rel, rel)
+            scan_raw = raw_t
         # sequence numbers: all forward steps (else the general path sorts out dup/reorder)
         first = self._newest_seq is None
         newest = seqs[0] if first else self._newest_seq
@@ -505,6 +592,7 @@ class PacketDecoder:
             newest += d
             prev = q
         # accepted: commit the stream state
+        self._scan_raw_us, self._scan_rel_us, self._scan_max_us = scan_raw, rel, newest_rel
         if first:
             self._first_seq = start
         lost = 0
@@ -526,11 +614,13 @@ class PacketDecoder:
             s.reordered,
             s.lost + lost,
             s.gaps + len(jumps),
+            s.restarts,
         )
         # time: unwrap the u32 microsecond counter on Python ints
         if not self._have_t0:
             self._have_t0 = True
-            self._last_t0_raw_us = self._last_t0_us = t0s[0]
+            self._last_t0_raw_us = t0s[0]
+            self._last_t0_us = t0s[0] if self._t0_base_us is None else self._t0_base_us
         raw_prev, t0 = self._last_t0_raw_us, self._last_t0_us
         t0_us: list[int] = []
         for raw_t in t0s:
@@ -550,6 +640,7 @@ class PacketDecoder:
         acc = raw[:, :3] * (acc_range_g / 32768.0 * STANDARD_GRAVITY_MPS2)
         gyr = raw[:, 3:] * (gyr_range_dps / 32768.0)
         self._sample_rate_hz = rate
+        self._last_span_us = round((n - 1) / rate * 1e6)
         return DecodedSamples(t_s, acc, gyr, rate)
 
     def _sequence(self, seq: _I8) -> tuple[_I8, int, int, int, int]:
@@ -625,9 +716,10 @@ class PacketDecoder:
     def _unwrap_t0(self, t0_raw_us: _I8) -> _I8:
         """Unwrap the u32 microsecond counter of the accepted packets (signed modular steps)."""
         prev = np.empty_like(t0_raw_us)
-        if not self._have_t0:  # first accepted packet of the stream
+        if not self._have_t0:  # first accepted packet of the stream (or after a restart)
             prev[0] = t0_raw_us[0]
-            self._last_t0_us = int(t0_raw_us[0])
+            base = self._t0_base_us
+            self._last_t0_us = int(t0_raw_us[0]) if base is None else base
             self._have_t0 = True
         else:
             prev[0] = self._last_t0_raw_us
@@ -638,6 +730,10 @@ class PacketDecoder:
         self._last_t0_raw_us = int(t0_raw_us[-1])
         self._last_t0_us = int(t0_us[-1])
         return t0_us
+
+
+def _stats_dict(s: DecoderStats) -> dict[str, int]:
+    return {f: getattr(s, f) for f in DecoderStats.__dataclass_fields__}
 
 
 def decode_one(

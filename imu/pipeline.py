@@ -188,6 +188,7 @@ class Pipeline:
             "packets_duplicate": int(st.duplicates),
             "packets_reordered": int(st.reordered),
             "packets_unknown_version": int(st.unknown_version),
+            "sensor_restarts": int(st.restarts),
             "samples": int(self._samples),
         }
 

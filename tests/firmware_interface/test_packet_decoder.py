@@ -385,3 +385,90 @@ def test_one_by_one_equals_batch_on_a_long_messy_stream() -> None:
     assert whole.stats.duplicates > 0
     assert whole.stats.reordered > 0
     assert whole.stats.corrupt > 0
+
+
+# --- sensor restarts (reboot mid-session) -----------------------------------------------------
+
+
+def rebooting_stream(seed: int, count: int, reboots: int, *, messy: bool) -> list[bytes]:
+    """Clean or messy packets in which the sensor restarts `reboots` times: a new random sequence
+    number and a clock 3 s to 30 min behind where it was (clean), or independent messy segments."""
+    rng = np.random.default_rng(seed)
+    cuts = sorted(rng.choice(np.arange(5, count - 5), reboots, replace=False).tolist())
+    out: list[bytes] = []
+    t_us = int(rng.integers(0, T_WRAP_US))
+    for k, part in enumerate(np.split(np.arange(count), cuts)):
+        if messy:
+            out += messy_stream(seed + k, len(part))
+            continue
+        seq = int(rng.integers(0, 0x10000))
+        out += [
+            packet((seq + i) % 0x10000, (t_us + i * 20_000) % T_WRAP_US) for i in range(len(part))
+        ]
+        t_us = (t_us + len(part) * 20_000 - int(rng.integers(3_000_000, 1_800_000_000))) % T_WRAP_US
+    return out
+
+
+def test_sensor_restart_continues_the_stream() -> None:
+    before = [packet(40000 + i, 50_000_000 + i * 20_000) for i in range(500)]
+    after = [packet(i, 300_000 + i * 20_000) for i in range(300)]  # rebooted: seq and clock from ~0
+    pkts = before + after
+    whole = PacketDecoder()
+    ref = whole.decode(pkts)
+    assert whole.stats.restarts == 1
+    assert whole.stats.decoded == 800
+    assert (whole.stats.lost, whole.stats.duplicates, whole.stats.reordered) == (0, 0, 0)
+    assert len(ref) == 800 * 4
+    assert np.all(np.diff(ref.t_s) > 0)
+    # the first sample after the restart is restart_gap_s (1 s) after the last one before it
+    assert ref.t_s[500 * 4] - ref.t_s[500 * 4 - 1] == pytest.approx(1.0, abs=1e-9)
+    assert seqs_of(ref)[500:] == list(range(300))
+    one = PacketDecoder()
+    t = np.concatenate([one.decode([p]).t_s for p in pkts])
+    np.testing.assert_array_equal(t, ref.t_s)
+    assert one.stats == whole.stats
+
+
+def test_late_packet_is_not_a_restart() -> None:
+    """A packet 1 s late (inside restart_back_s) is still a dropped late packet."""
+    pkts = [packet(i) for i in range(200)]
+    late = pkts.pop(100)
+    dec = PacketDecoder()
+    dec.decode(pkts[:150])
+    dec.decode([late])
+    assert dec.stats.restarts == 0
+    assert dec.stats.reordered == 1
+
+
+def test_restart_parameters_are_checked() -> None:
+    with pytest.raises(ValueError, match="restart_back_s"):
+        PacketDecoder(restart_back_s=0)
+
+
+@pytest.mark.parametrize("reboots", [1, 3])
+def test_clean_stream_with_reboots_loses_nothing(reboots: int) -> None:
+    pkts = rebooting_stream(11, 600, reboots, messy=False)
+    dec = PacketDecoder()
+    out = dec.decode(pkts)
+    assert dec.stats.restarts == reboots
+    assert dec.stats.decoded == 600
+    assert np.all(np.diff(out.t_s) > 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 3),
+    st.lists(st.integers(0, 150), max_size=12),
+)
+def test_chunking_invariance_with_reboots(seed: int, reboots: int, cuts: list[int]) -> None:
+    pkts = rebooting_stream(seed, 150, reboots, messy=True)
+    whole = PacketDecoder()
+    ref = whole.decode(pkts)
+    bounds = [0, *sorted(min(c, len(pkts)) for c in cuts), len(pkts)]
+    dec = PacketDecoder()
+    parts = [dec.decode(pkts[a:b]) for a, b in itertools.pairwise(bounds)]
+    np.testing.assert_array_equal(np.concatenate([p.t_s for p in parts]), ref.t_s)
+    np.testing.assert_array_equal(np.concatenate([p.acc_mps2 for p in parts]), ref.acc_mps2)
+    assert dec.stats == whole.stats
+    check_accounting(dec.stats)
