@@ -13,12 +13,15 @@ state (filters, detectors, ring buffer of recent samples, the open bout) lives i
   crossings of 4L, 2L, L extrapolated forward with the power-law fit (p <= ``fit_max_p_to``), as
   the unloading tail is convex. No dataset offsets (``SACRAL_SOFT_TISSUE`` = the old single-level
   crossings calibrated on real sacral data, kept as a preset).
-* **Walking IC** (no flight). Peak of the vertical jerk (derivative of ``x`` low-passed at
-  ``fc_slow_hz``) divided by its running RMS (``walk_norm_tau_s``), above ``walk_thr_norm`` and
-  a raw floor, with a refractory period: the steep rise of the vertical acceleration at heel
-  strike (the causal analogue of McCamley/Ionescu); the normalisation lets the threshold follow
-  small shuffling / turning steps. Walking TO_k =
-  steepest fall of ``x`` in the window after IC_{k+1} (approximate, not validated).
+* **Walking IC** (no flight). Candidates = peaks of the vertical jerk (derivative of ``x``
+  low-passed at ``fc_slow_hz``) divided by its running RMS (``walk_norm_tau_s``), above a
+  permissive ``walk_thr_norm`` and a raw floor: the steep rise of the vertical acceleration at
+  heel strike (the causal analogue of McCamley/Ionescu). At the end of the hold a candidate is
+  accepted when a logistic score of four features is >= 0 (:func:`_walk_score`: log jerk peak,
+  normalised peak, vertical acceleration maximum since the IC, drop of the AP acceleration across
+  the IC; weights fitted on mobgap); an accepted IC starts the refractory period, a rejected one
+  does not. Walking TO_k = steepest fall of ``x`` in the window after IC_{k+1} (approximate, not
+  validated).
 * **Side.** Evidence per step = change of the pelvis obliquity from IC to IC + ``side_window_s``:
   the swing side drops in early stance (contralateral pelvic drop), so obliquity rises during a
   LEFT stance. Its sign depends on the estimated forward axis, so it is multiplied by the sign of
