@@ -303,10 +303,11 @@ def _walk_score(
     fs: float,
 ) -> float:
     """Acceptance score of a walking candidate with IC at sample ``n_ic`` (fractional), raw jerk
-    peak ``jerk_gps`` (normalised: ``jerk_norm``), decided at the newest written sample ``last`` (the hold after the peak):
-    a heel strike has a strong jerk peak, a high vertical acceleration right after it and a
-    drop of the AP acceleration (the pelvis is decelerated). Logistic-regression weights in
-    :class:`GaitParams` (>= 0: accept). Windows outside the history contribute 0."""
+    peak ``jerk_gps`` (normalised: ``jerk_norm``), decided at the newest written sample ``last``
+    (end of the hold after the peak): a heel strike has a strong jerk peak, a high vertical
+    acceleration right after it and a drop of the AP acceleration (the pelvis is decelerated).
+    Logistic-regression weights in :class:`GaitParams` (>= 0: accept). Every read lies in
+    [bout start, last] and in the ring's logical history; an AP window outside it contributes 0."""
     M = ring.shape[0] - 1
     L = st[_RING_L]
     lo = max(st[_BOUT_START], last - L + 1)
