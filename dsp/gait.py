@@ -13,12 +13,15 @@ state (filters, detectors, ring buffer of recent samples, the open bout) lives i
   crossings of 4L, 2L, L extrapolated forward with the power-law fit (p <= ``fit_max_p_to``), as
   the unloading tail is convex. No dataset offsets (``SACRAL_SOFT_TISSUE`` = the old single-level
   crossings calibrated on real sacral data, kept as a preset).
-* **Walking IC** (no flight). Peak of the vertical jerk (derivative of ``x`` low-passed at
-  ``fc_slow_hz``) divided by its running RMS (``walk_norm_tau_s``), above ``walk_thr_norm`` and
-  a raw floor, with a refractory period: the steep rise of the vertical acceleration at heel
-  strike (the causal analogue of McCamley/Ionescu); the normalisation lets the threshold follow
-  small shuffling / turning steps. Walking TO_k =
-  steepest fall of ``x`` in the window after IC_{k+1} (approximate, not validated).
+* **Walking IC** (no flight). Candidates = peaks of the vertical jerk (derivative of ``x``
+  low-passed at ``fc_slow_hz``) divided by its running RMS (``walk_norm_tau_s``), above a
+  permissive ``walk_thr_norm`` and a raw floor: the steep rise of the vertical acceleration at
+  heel strike (the causal analogue of McCamley/Ionescu). At the end of the hold a candidate is
+  accepted when a logistic score of four features is >= 0 (:func:`_walk_score`: log jerk peak,
+  normalised peak, vertical acceleration maximum since the IC, drop of the AP acceleration across
+  the IC; weights fitted on mobgap); an accepted IC starts the refractory period, a rejected one
+  does not. Walking TO_k = steepest fall of ``x`` in the window after IC_{k+1} (approximate, not
+  validated).
 * **Side.** Evidence per step = change of the pelvis obliquity from IC to IC + ``side_window_s``:
   the swing side drops in early stance (contralateral pelvic drop), so obliquity rises during a
   LEFT stance. Its sign depends on the estimated forward axis, so it is multiplied by the sign of
@@ -112,7 +115,8 @@ _ND1 = 34  # normalised jerk one / two samples back
 _ND2 = 35
 _BR_LO = 36  # last measured sample before the latest bridged stretch (resampler flag 2)
 _BR_HI = 37  # last bridged sample of that stretch (BR_HI + 1 = first measured sample after it)
-_NF = 38
+_PEND_D = 38  # raw jerk (g/s) of the pending walking candidate (acceptance score)
+_NF = 39
 # int state
 _N = 0
 _PHASE = 1  # running detector: 0 unloaded, 1 loaded
@@ -152,8 +156,21 @@ class GaitParams(NamedTuple):
     walk_rel: float = 0.0  # relative to the running mean of accepted peaks (0: off)
     walk_refractory_s: float = 0.25
     walk_norm_tau_s: float = 0.5  # jerk / its running RMS over this time (<= 0: raw jerk)
-    walk_thr_norm: float = 1.2  # normalised jerk peak threshold (walk_norm_tau_s > 0)
-    walk_floor_gps: float = 0.5  # raw jerk floor of a normalised peak (rejects standing noise)
+    walk_thr_norm: float = 0.5  # normalised jerk peak threshold (walk_norm_tau_s > 0): candidates
+    walk_floor_gps: float = 0.2  # raw jerk floor of a normalised peak (rejects standing noise)
+    # walking candidate acceptance (walk_accept): score = w_jerk ln(jerk peak, g/s) + w_norm
+    # (normalised jerk peak) + w_vmax max(vertical acc, g, over [IC, now]) + w_apd (mean AP acc
+    # over [IC - apd_pre, IC] - over [IC + apd_post, now], g) + w0 >= 0: logistic regression fitted
+    # on mobgap (all 3 participants; leave-one-participant-out figures in docs/dsp.md).
+    # walk_accept=False with walk_thr_norm=1.2, walk_floor_gps=0.5 is the previous detector.
+    walk_accept: bool = True
+    walk_w_jerk: float = 0.373
+    walk_w_norm: float = 0.414
+    walk_w_vmax: float = 3.352
+    walk_w_apd: float = 5.785
+    walk_w0: float = -0.795
+    walk_apd_pre_s: float = 0.05
+    walk_apd_post_s: float = 0.03
     walk_hold_s: float = 0.02  # report delay = 3 Hz low-pass group delay (75 ms) + hold
     walk_ic_offset_s: float = 0.0
     quad_cross: bool = True  # IC level crossings: quadratic through 3 samples (else linear)
@@ -272,6 +289,45 @@ def _ring_mean(
     for i in range(i0, i1 + 1):
         s += ring[i & M, col]
     return s / (i1 - i0 + 1)
+
+
+@njit(**NJIT_OPTS)
+def _walk_score(
+    n_ic: float,
+    jerk_gps: float,
+    jerk_norm: float,
+    last: int,
+    st: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    p: GaitParams,
+    fs: float,
+) -> float:
+    """Acceptance score of a walking candidate with IC at sample ``n_ic`` (fractional), raw jerk
+    peak ``jerk_gps`` (normalised: ``jerk_norm``), decided at the newest written sample ``last``
+    (end of the hold after the peak): a heel strike has a strong jerk peak, a high vertical
+    acceleration right after it and a drop of the AP acceleration (the pelvis is decelerated).
+    Logistic-regression weights in :class:`GaitParams` (>= 0: accept). Every read lies in
+    [bout start, last] and in the ring's logical history; an AP window outside it contributes 0."""
+    M = ring.shape[0] - 1
+    L = st[_RING_L]
+    lo = max(st[_BOUT_START], last - L + 1)
+    vmax = 0.0
+    i0 = max(math.ceil(n_ic), lo)
+    if i0 <= last:
+        vmax = -1e300
+        for i in range(i0, last + 1):
+            vmax = max(vmax, ring[i & M, SIG_F_V])
+        vmax = vmax / G - 1.0
+    m0 = _ring_mean(ring, SIG_A_AP, n_ic - p.walk_apd_pre_s * fs, n_ic, lo, last, L)
+    m1 = _ring_mean(ring, SIG_A_AP, n_ic + p.walk_apd_post_s * fs, last, lo, last, L)
+    apd = (m0 - m1) / G if math.isfinite(m0) and math.isfinite(m1) else 0.0
+    return (
+        p.walk_w_jerk * math.log(max(jerk_gps, 1e-6))
+        + p.walk_w_norm * jerk_norm
+        + p.walk_w_vmax * vmax
+        + p.walk_w_apd * apd
+        + p.walk_w0
+    )
 
 
 @njit(**NJIT_OPTS)
@@ -957,12 +1013,21 @@ def _gait_kernel(
                 if npk - f[_PEND_N] < p.walk_refractory_s * fs and n1 > f[_PEND_P]:
                     f[_PEND_N] = npk
                     f[_PEND_P] = n1
+                    f[_PEND_D] = d1
             elif npk - f[_LAST_WALK] > p.walk_refractory_s * fs:
                 st[_PEND] = 1
                 f[_PEND_N] = npk
                 f[_PEND_P] = n1
+                f[_PEND_D] = d1
         if running_active:
             st[_PEND] = 0
+        if (
+            st[_PEND] == 1
+            and cnt - f[_PEND_N] >= p.walk_hold_s * fs
+            and p.walk_accept
+            and _walk_score(f[_PEND_N] - gds, f[_PEND_D], f[_PEND_P], cnt, st, ring, p, fs) < 0.0
+        ):
+            st[_PEND] = 0  # candidate rejected: no IC, no refractory
         if st[_PEND] == 1 and cnt - f[_PEND_N] >= p.walk_hold_s * fs:
             st[_PEND] = 0
             pk = f[_PEND_P]

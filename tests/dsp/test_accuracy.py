@@ -79,8 +79,20 @@ def test_mobgap_walking_ic() -> None:
     from benchmarks.accuracy import eval_mobgap
 
     r = eval_mobgap()
-    assert r["f1"] >= 0.84  # measured 0.846 (target 0.92 not met; leave-one-participant-out 0.815)
-    assert r["recall"] >= 0.85  # measured 0.866
-    assert r["side_acc"] >= 0.95  # measured 0.951
+    # target 0.92 not met; weights fitted in-sample, held-out figure in test_mobgap_walking_lopo
+    assert r["f1"] >= 0.855  # measured 0.864 (duplicated reference ICs counted once)
+    assert r["recall"] >= 0.865  # measured 0.877
+    assert r["side_acc"] >= 0.96  # measured 0.971
     r_old = eval_mobgap(edge=False)  # only detections inside the reference bouts
-    assert r_old["f1"] >= 0.78  # measured 0.791 (before: 0.769)
+    assert r_old["f1"] >= 0.81  # measured 0.820 (before: 0.791)
+
+
+@pytest.mark.realdata
+def test_mobgap_walking_lopo() -> None:
+    """Leave-one-participant-out: acceptance weights fitted on two participants, the third scored
+    by the kernel with them."""
+    _need("mobgap")
+    from benchmarks.accuracy import mobgap_lopo
+
+    lo = mobgap_lopo()
+    assert lo["f1"] >= 0.84  # measured 0.850 (previous detector's parameter grid: 0.815)
