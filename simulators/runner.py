@@ -970,6 +970,13 @@ class RunnerMotion:
         yaw = np.degrees(_wrap(np.arctan2(r10, r00) - psi))
         return obl, tilt, yaw, a_e
 
+    def running_contacts(self) -> tuple[F8, F8, F8]:
+        """(initial contact, toe-off, step end) true times of the running (flight) steps: where a
+        sensor model adds what a skin-mounted sacral sensor shows around contact and toe-off."""
+        st = self.steps
+        m = st.vmode == _VMODE_BUMP
+        return st.ic[m], st.ic[m] + st.contact[m], st.ic[m] + st.dur[m]
+
     # ---- ground truth ------------------------------------------------------------------------
 
     def truth(

@@ -71,6 +71,13 @@ def test_alcantara_running_ic() -> None:
     assert r["f1"] >= 0.98
     assert abs(r["bias_ms"]) <= 5.0
     assert r["p95_ms"] <= 20.0
+    # the default detector's single-level IC (odd / even: F1 0.985 / 0.998, bias +0.2 / +1.1 ms,
+    # p95 17.3 / 19.4 ms; the onset-fit IC it replaced: F1 0.81 / 0.78, p95 32 / 35 ms)
+    for half in ("odd", "even"):
+        r = eval_alcantara(known_axes=True, half=half)
+        assert r["f1"] >= 0.98
+        assert abs(r["bias_ms"]) <= 3.0
+        assert r["p95_ms"] <= 20.0
 
 
 @pytest.mark.realdata
