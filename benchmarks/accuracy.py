@@ -10,6 +10,7 @@ Sections (each prints a table):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -20,7 +21,7 @@ from numpy.typing import NDArray
 
 from benchmarks.realdata import G, load_alcantara, load_mobgap, match_events, shared_data_dir
 from dsp.analyzer import AnalyzerParams, analyze
-from dsp.gait import SACRAL_SOFT_TISSUE, GaitParams
+from dsp.gait import RIGID_PELVIS, SACRAL_SOFT_TISSUE, GaitParams
 from dsp.types import Activity, EventKind, Side
 
 
@@ -129,9 +130,14 @@ def score_simulated(run: Any, out: Any, warmup_s: float = 3.0) -> dict[str, Any]
 
 
 def eval_simulator(
-    n_seeds: int, minutes: float = 2.0, seed0: int = 100, params: AnalyzerParams | None = None
+    n_seeds: int,
+    minutes: float = 2.0,
+    seed0: int = 100,
+    params: AnalyzerParams | None = None,
+    **sensor_kw: Any,
 ) -> dict[str, Any]:
-    """Project simulator: random mountings, 100/200/400 Hz, sensor variants, packet path."""
+    """Project simulator: random mountings, 100/200/400 Hz, sensor variants, packet path;
+    ``sensor_kw`` go to every run's ``SensorConfig`` (e.g. ``sacral_soft_tissue=False``)."""
     acc_: dict[str, dict[str, list[Any]]] = {"run": {}, "walk": {}}
     k = 0
     per: list[tuple[str, float, float, float]] = []
@@ -139,7 +145,7 @@ def eval_simulator(
         for rate in (100, 200, 400):
             vname, kw = SIM_VARIANTS[k % len(SIM_VARIANTS)]
             k += 1
-            run, t, a, g = simulated_samples(minutes, seed0 + s, rate, **kw)
+            run, t, a, g = simulated_samples(minutes, seed0 + s, rate, **kw, **sensor_kw)
             out = analyze(t, a, g, sample_rate_hz=float(rate), params=params)
             sc = score_simulated(run, out)
             for name in ("run", "walk"):
@@ -270,7 +276,12 @@ def eval_alcantara_heldout(gait: GaitParams | None = None) -> dict[str, dict[str
 
 
 def sim_waveform_check(
-    impact_ratio: float, soft_tissue: bool, authors_filter: bool, gait: GaitParams, seed: int = 300
+    impact_ratio: float,
+    soft_tissue: bool,
+    authors_filter: bool,
+    gait: GaitParams,
+    seed: int = 300,
+    vo_m: float | None = None,
 ) -> tuple[float, float]:
     """(IC bias ms, contact time bias ms) of ``gait`` on 1 min of the project simulator's world
     vertical + AP specific force at 500 Hz (known axes, no gyro, noise-free), optionally with the
@@ -283,12 +294,10 @@ def sim_waveform_check(
     from simulators.sensor import sacral_soft_tissue_mps2
 
     fs = 500.0
-    run = simulate_run(
-        1.0,
-        seed,
-        profile=RunnerProfile(impact_ratio=impact_ratio),
-        sensor=SensorConfig.ideal(sample_rate_hz=400),
-    )
+    prof = RunnerProfile(impact_ratio=impact_ratio)
+    if vo_m is not None:
+        prof = dataclasses.replace(prof, vertical_oscillation_m=vo_m)
+    run = simulate_run(1.0, seed, profile=prof, sensor=SensorConfig.ideal(sample_rate_hz=400))
     m = run.motion
     ic, to, _ = m.running_contacts()
     t = np.arange(ic[3] - 0.1, ic[-3], 1.0 / fs)
@@ -317,17 +326,17 @@ def sim_waveform_check(
     return 1e3 * float(np.mean(det[di] - ric[ri])), 1e3 * float(np.nanmean(ct))
 
 
-def sim_threshold_vs_truth(impact_ratio: float, level_g: float = 0.1) -> tuple[float, float]:
+def sim_threshold_vs_truth(
+    impact_ratio: float, level_g: float = 0.1, vo_m: float | None = None
+) -> tuple[float, float]:
     """(IC, TO) of a force-plate style threshold (vertical force > ``level_g`` body weights) minus
     the simulator's truth (force > 0), mean over the running steps of 1 min (ms)."""
     from simulators import RunnerProfile, SensorConfig, simulate_run
 
-    run = simulate_run(
-        1.0,
-        300,
-        profile=RunnerProfile(impact_ratio=impact_ratio),
-        sensor=SensorConfig.ideal(sample_rate_hz=400),
-    )
+    prof = RunnerProfile(impact_ratio=impact_ratio)
+    if vo_m is not None:
+        prof = dataclasses.replace(prof, vertical_oscillation_m=vo_m)
+    run = simulate_run(1.0, 300, profile=prof, sensor=SensorConfig.ideal(sample_rate_hz=400))
     m = run.motion
     ic, to, _ = m.running_contacts()
     dic, dto = [], []
@@ -557,21 +566,29 @@ def main(argv: list[str] | None = None) -> int:
             "IC bias / contact time bias (ms) on the simulator, 500 Hz, known axes; 'raw' = as "
             "simulated, 'authors' = 20 Hz zero-phase low-pass + clip at 0 g (Alcantara)"
         )
-        for pname, gp in (("default", GaitParams()), ("SACRAL_SOFT_TISSUE", SACRAL_SOFT_TISSUE)):
-            for soft in (False, True):
-                for imp in (0.0, 0.3, 0.6, 1.2):
-                    cells = [sim_waveform_check(imp, soft, filt, gp) for filt in (False, True)]
-                    print(
-                        f"{pname:18s} {'sacral soft tissue' if soft else 'rigid':18s} "
-                        f"impact_ratio {imp:.1f}: raw {cells[0][0]:+6.1f} / {cells[0][1]:+6.1f}   "
-                        f"authors {cells[1][0]:+6.1f} / {cells[1][1]:+6.1f}"
-                    )
-        for imp in (0.0, 0.6, 1.2):
-            dic, dto = sim_threshold_vs_truth(imp)
-            print(
-                f"simulator impact_ratio {imp:.1f}: a 0.1 g force threshold vs the truth (force > 0): "
-                f"IC {dic:+.1f} ms, TO {dto:+.1f} ms, contact {dto - dic:+.1f} ms"
-            )
+        dets = (("default", GaitParams()), ("RIGID_PELVIS", RIGID_PELVIS))
+        for pname, gp in dets:
+            for vo in (None, 0.08):
+                for soft in (False, True):
+                    for imp in (0.0, 0.3, 0.6, 1.2):
+                        cells = [
+                            sim_waveform_check(imp, soft, filt, gp, vo_m=vo)
+                            for filt in (False, True)
+                        ]
+                        print(
+                            f"{pname:12s} VO {'default' if vo is None else vo:7} "
+                            f"{'sacral soft tissue' if soft else 'rigid':18s} "
+                            f"impact_ratio {imp:.1f}: raw {cells[0][0]:+6.1f} / {cells[0][1]:+6.1f}   "
+                            f"authors {cells[1][0]:+6.1f} / {cells[1][1]:+6.1f}"
+                        )
+        for vo in (None, 0.07, 0.08):
+            for imp in (0.0, 0.6, 1.2):
+                dic, dto = sim_threshold_vs_truth(imp, vo_m=vo)
+                print(
+                    f"simulator VO {'default' if vo is None else vo} impact_ratio {imp:.1f}: a 0.1 g "
+                    f"force threshold vs the truth (force > 0): IC {dic:+.1f} ms, TO {dto:+.1f} ms, "
+                    f"contact {dto - dic:+.1f} ms"
+                )
         if (shared_data_dir() / "alcantara_running_grf").exists():
             m, sd = alcantara_grf_tail()
             print(f"Alcantara GRF: 0.03 BW is reached {m:.1f} ms (SD {sd:.1f}) after the 0.1 BW TO")
@@ -609,6 +626,25 @@ def main(argv: list[str] | None = None) -> int:
             for n, f, p, sd in sim["per_run"]
         ],
     )
+    cross = []
+    for sname, skw in (
+        ("sacral soft tissue (default)", {}),
+        ("rigid pelvis", {"sacral_soft_tissue": False}),
+    ):
+        for dname, gp in (("default", GaitParams()), ("RIGID_PELVIS", RIGID_PELVIS)):
+            rr = eval_simulator(1, params=AnalyzerParams(gait=gp), **skw)["run"]
+            cross.append(
+                (
+                    f"  sensor {sname}, detector {dname}",
+                    f"{rr['f1']:.4f}/{rr['p95_ms']:.1f}/{rr['ct_rmse_ms']:.1f}/{rr['ct_bias_ms']:+.1f}",
+                    "",
+                )
+            )
+    _table(
+        "Simulator sensor model x running detector (seed 100, 3 runs): IC F1 / IC p95 ms / contact "
+        "RMSE ms / contact bias ms",
+        cross,
+    )
     w = sim["walk"]
     _table(
         f"Project simulator, walking steps (info; no target), n_ref={w['n_ref']}",
@@ -627,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         presets: tuple[tuple[str, GaitParams], ...] = (
             ("default detector", GaitParams()),
             ("SACRAL_SOFT_TISSUE preset", SACRAL_SOFT_TISSUE),
+            ("RIGID_PELVIS (previous default)", RIGID_PELVIS),
         )
         for pname, gp in presets:
             for known in (True, False):

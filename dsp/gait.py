@@ -140,10 +140,11 @@ class GaitParams(NamedTuple):
 
     fc_fast_hz: float = 0.0  # low-pass of vertical force for running events (<= 0: none)
     fc_slow_hz: float = 3.0  # low-pass for the walking jerk detector
-    onset_fit: bool = True  # running IC/TO = power-law onset fit (else single level crossings)
-    #: IC by the onset fit too (False: IC = crossing of flight + ic_level_g + run_ic_offset_s,
-    #: the rule that agrees on the simulator and on real sacral data; the TO keeps the fit)
-    ic_onset_fit: bool = False
+    #: running TO (and IC with ic_onset_fit) by the onset / power-law tail fit of the rigid pelvis
+    #: (RIGID_PELVIS); False: single level crossings flight + ic_level_g / to_level_g plus the
+    #: offsets, the rule for a skin-mounted sacral sensor (default)
+    onset_fit: bool = False
+    ic_onset_fit: bool = False  # with onset_fit: IC by the onset fit too (else single level)
     fit_level_g: float = 0.1  # L of the TO fit: crossings of flight + 4L, 2L, L (g)
     ic_fit_level_g: float = 0.1  # L of the IC onset crossings: flight + L, 2L, 4L (g)
     fit_max_p: float = 1.0  # exponent range [1, fit_max_p] of the fitted IC onset x ~ (t - t0)^p
@@ -156,7 +157,7 @@ class GaitParams(NamedTuple):
     min_contact_s: float = 0.06
     max_contact_s: float = 0.6
     run_ic_offset_s: float = -0.006  # added to running IC times (single-level IC: rise time)
-    run_to_offset_s: float = 0.0  # added to running TO times
+    run_to_offset_s: float = -0.020  # added to running TO times (single level: sacral shoulder)
     walk_thr_gps: float = 1.5  # absolute minimum jerk peak (g/s), walk_norm_tau_s <= 0 only
     walk_rel: float = 0.0  # relative to the running mean of accepted peaks (0: off)
     walk_refractory_s: float = 0.25
@@ -186,10 +187,16 @@ class GaitParams(NamedTuple):
     bridge_shape: bool = False  # refine it by the stance shape of the last steps (sim: worse)
 
 
-#: Sacral soft-tissue preset: single level crossings for IC and TO (no onset fit) with the
-#: levels / offsets calibrated by an earlier author on all Alcantara trials (real sacral acc vs
-#: 0.1 BW force; re-fitted on one half the offsets are IC -6 / -7 ms, TO -25 / -22 ms). Its TO
-#: (flight + 0.1 g - 20 ms) is ~45 ms early on the rigid simulator.
+#: Rigid pelvis (the previous default, follows the simulator's rigid sensor,
+#: ``SensorConfig(sacral_soft_tissue=False)``): IC = onset extrapolated from the flight + 0.1 / 0.2 g
+#: crossings, TO = power-law tail fit of the flight + 0.4 / 0.2 / 0.1 g crossings, no offsets.
+RIGID_PELVIS = GaitParams(
+    onset_fit=True, ic_onset_fit=True, run_ic_offset_s=0.0, run_to_offset_s=0.0
+)
+
+#: Sacral soft-tissue preset of the first session: the default's single level crossings with a 30 Hz
+#: low-pass; levels / offsets calibrated by an earlier author on all Alcantara trials (real sacral
+#: acc vs 0.1 BW force; re-fitted on one half the offsets are IC -6 / -7 ms, TO -25 / -22 ms).
 SACRAL_SOFT_TISSUE = GaitParams(
     fc_fast_hz=30.0,
     onset_fit=False,

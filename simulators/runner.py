@@ -160,7 +160,7 @@ class RunnerProfile:
     speed_mps: float = 3.3
     cadence_spm: float = 176.0
     contact_time_s: float = 0.24
-    vertical_oscillation_m: float = 0.08
+    vertical_oscillation_m: float = 0.065
     pelvic_drop_left_deg: float = 6.0  # during LEFT stance (right side drops)
     pelvic_drop_right_deg: float = 5.0  # during RIGHT stance (left side drops)
     pelvic_rotation_deg: float = 10.0  # yaw range per step
