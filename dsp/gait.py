@@ -7,17 +7,16 @@ state (filters, detectors, ring buffer of recent samples, the open bout) lives i
 * **Running IC / TO** (flight phase present). ``x`` = vertical specific force in g (optional
   causal low-pass ``fc_fast_hz``, default none; its DC group delay is subtracted). A loaded phase
   is confirmed when ``x > load_g`` after a flight (``x`` went below ``flight_max_g``) within
-  ``max_rise_s`` of the flight + 4L crossing. IC = last upward crossing of flight level +
-  ``ic_level_g`` (0.5 g, sub-sample) + ``run_ic_offset_s`` (-6 ms, the rise time): the rule that
-  holds on real sacral data (Alcantara: bias +0.9 ms held out) and on the project simulator
-  (+0.3 ms); the low-level onset extrapolation (``ic_onset_fit``: crossings of flight + L, 2L
-  extrapolated to the flight level) is hit by pre-contact sacral motion on real data (p95 32-35
-  ms) but is robust to a missing impact transient (single level: ~+24 ms late on a simulated
-  runner without impact). TO = end of loading: the falling crossings of 4L, 2L, L extrapolated
-  forward with the power-law fit (p <= ``fit_max_p_to``), as the simulated unloading tail is
-  convex (on real sacral data ~30 ms late: a shoulder after toe-off, docs/dsp.md).
-  ``SACRAL_SOFT_TISSUE`` = single-level crossings for IC and TO with offsets calibrated on real
-  sacral data (preset).
+  ``max_rise_s`` of the IC crossing. Default (a skin-mounted sacral sensor): IC = last upward
+  crossing of flight level + ``ic_level_g`` (0.5 g, sub-sample) + ``run_ic_offset_s`` (-6 ms, the
+  rise time); TO = falling crossing of flight + ``to_level_g`` (0.1 g) + ``run_to_offset_s``
+  (-20 ms: the sacral sensor stays ~0.4 g above the flight level for ~40 ms after toe-off). One
+  rule for the simulator's default sensor (rigid force + the sacral waveform fitted on real data)
+  and for real sacral data (Alcantara, held out: IC bias +-0.9 ms, contact RMSE 14-15 ms).
+  ``RIGID_PELVIS`` (``onset_fit``): IC = the flight + L / 2L crossings extrapolated back to the
+  flight level, TO = the 4L / 2L / L crossings extrapolated forward with a power-law tail fit
+  (p <= ``fit_max_p_to``): right for a rigid sensor (no soft tissue), ~30 ms late at TO on real
+  sacral data. ``SACRAL_SOFT_TISSUE`` = the default's rules with a 30 Hz low-pass (first preset).
 * **Walking IC** (no flight). Peak of the vertical jerk (derivative of ``x`` low-passed at
   ``fc_slow_hz``) divided by its running RMS (``walk_norm_tau_s``), above ``walk_thr_norm`` and
   a raw floor, with a refractory period: the steep rise of the vertical acceleration at heel
