@@ -10,6 +10,8 @@ Sections (each prints a table):
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 import time
 from typing import Any
@@ -19,7 +21,7 @@ from numpy.typing import NDArray
 
 from benchmarks.realdata import G, load_alcantara, load_mobgap, match_events, shared_data_dir
 from dsp.analyzer import AnalyzerParams, analyze
-from dsp.gait import SACRAL_SOFT_TISSUE, GaitParams
+from dsp.gait import RIGID_PELVIS, SACRAL_SOFT_TISSUE, GaitParams
 from dsp.types import Activity, EventKind, Side
 
 
@@ -128,9 +130,14 @@ def score_simulated(run: Any, out: Any, warmup_s: float = 3.0) -> dict[str, Any]
 
 
 def eval_simulator(
-    n_seeds: int, minutes: float = 2.0, seed0: int = 100, params: AnalyzerParams | None = None
+    n_seeds: int,
+    minutes: float = 2.0,
+    seed0: int = 100,
+    params: AnalyzerParams | None = None,
+    **sensor_kw: Any,
 ) -> dict[str, Any]:
-    """Project simulator: random mountings, 100/200/400 Hz, sensor variants, packet path."""
+    """Project simulator: random mountings, 100/200/400 Hz, sensor variants, packet path;
+    ``sensor_kw`` go to every run's ``SensorConfig`` (e.g. ``sacral_soft_tissue=False``)."""
     acc_: dict[str, dict[str, list[Any]]] = {"run": {}, "walk": {}}
     k = 0
     per: list[tuple[str, float, float, float]] = []
@@ -138,7 +145,7 @@ def eval_simulator(
         for rate in (100, 200, 400):
             vname, kw = SIM_VARIANTS[k % len(SIM_VARIANTS)]
             k += 1
-            run, t, a, g = simulated_samples(minutes, seed0 + s, rate, **kw)
+            run, t, a, g = simulated_samples(minutes, seed0 + s, rate, **kw, **sensor_kw)
             out = analyze(t, a, g, sample_rate_hz=float(rate), params=params)
             sc = score_simulated(run, out)
             for name in ("run", "walk"):
@@ -374,6 +381,199 @@ def select_walk(
     return np.asarray(out)
 
 
+def eval_alcantara_heldout(gait: GaitParams | None = None) -> dict[str, dict[str, Any]]:
+    """Split-half held-out figures (known axes): the constant IC and TO offsets
+    (``run_ic_offset_s`` / ``run_to_offset_s``) are re-fitted on one half of the trials (mean IC /
+    TO error removed) and the detector is scored on the other half. Returns {"even": scored on the
+    even trials with offsets fitted on the odd ones, "odd": the reverse}, each with the fitted
+    offsets (s) in "ic_offset_s" / "to_offset_s"."""
+    gp = gait if gait is not None else GaitParams()
+    out: dict[str, dict[str, Any]] = {}
+    for train, test in (("odd", "even"), ("even", "odd")):
+        r = eval_alcantara(True, gp, train)
+        fit = gp._replace(
+            run_ic_offset_s=gp.run_ic_offset_s - 1e-3 * r["bias_ms"],
+            run_to_offset_s=gp.run_to_offset_s - 1e-3 * r["to_bias_ms"],
+        )
+        res = eval_alcantara(True, fit, test)
+        res["ic_offset_s"] = fit.run_ic_offset_s
+        res["to_offset_s"] = fit.run_to_offset_s
+        out[test] = res
+    return out
+
+
+def sim_waveform_check(
+    impact_ratio: float,
+    soft_tissue: bool,
+    authors_filter: bool,
+    gait: GaitParams,
+    seed: int = 300,
+    vo_m: float | None = None,
+) -> tuple[float, float]:
+    """(IC bias ms, contact time bias ms) of ``gait`` on 1 min of the project simulator's world
+    vertical + AP specific force at 500 Hz (known axes, no gyro, noise-free), optionally with the
+    sacral soft-tissue waveform and with the Alcantara authors' preprocessing (20 Hz zero-phase
+    4th-order low-pass, vertical clipped at 0 g): how the rules depend on the impact transient and
+    on that preprocessing."""
+    import scipy.signal as ss
+
+    from simulators import RunnerProfile, SensorConfig, simulate_run
+    from simulators.sensor import sacral_soft_tissue_mps2
+
+    fs = 500.0
+    prof = RunnerProfile(impact_ratio=impact_ratio)
+    if vo_m is not None:
+        prof = dataclasses.replace(prof, vertical_oscillation_m=vo_m)
+    run = simulate_run(1.0, seed, profile=prof, sensor=SensorConfig.ideal(sample_rate_hz=400))
+    m = run.motion
+    ic, to, _ = m.running_contacts()
+    t = np.arange(ic[3] - 0.1, ic[-3], 1.0 / fs)
+    st = m.evaluate(t, position=False)
+    v = st.acc_world_mps2[:, 2] / G + 1.0
+    if soft_tissue:
+        v = v + sacral_soft_tissue_mps2(m, t) / G
+    ap = st.acc_ap_mps2 / G
+    if authors_filter:
+        b, a = ss.butter(4, 20.0, fs=fs)
+        v = np.clip(ss.filtfilt(b, a, v), 0.0, None)
+        ap = ss.filtfilt(b, a, ap)
+    sel = (ic > t[0] + 0.5) & (ic < t[-1] - 0.3)
+    ric, rto = ic[sel] - t[0], to[sel] - t[0]
+    acc = np.zeros((t.size, 3))
+    acc[:, 0] = ap * G
+    acc[:, 2] = v * G
+    params = AnalyzerParams(gait=gait, forward_axis=(1.0, 0.0, 0.0), up_axis=(0.0, 0.0, 1.0))
+    out = analyze(t - t[0], acc, None, sample_rate_hz=fs, params=params)
+    ev = out.events
+    det = ev["time_s"][ev["kind"] == EventKind.INITIAL_CONTACT]
+    di, ri = match_events(det, ric, 0.04)
+    steps = out.steps
+    sdi, sri = match_events(steps["time_s"], ric, 0.04)
+    ct = steps["contact_time_s"][sdi] - (rto[sri] - ric[sri])
+    return 1e3 * float(np.mean(det[di] - ric[ri])), 1e3 * float(np.nanmean(ct))
+
+
+def sim_threshold_vs_truth(
+    impact_ratio: float, level_g: float = 0.1, vo_m: float | None = None
+) -> tuple[float, float]:
+    """(IC, TO) of a force-plate style threshold (vertical force > ``level_g`` body weights) minus
+    the simulator's truth (force > 0), mean over the running steps of 1 min (ms)."""
+    from simulators import RunnerProfile, SensorConfig, simulate_run
+
+    prof = RunnerProfile(impact_ratio=impact_ratio)
+    if vo_m is not None:
+        prof = dataclasses.replace(prof, vertical_oscillation_m=vo_m)
+    run = simulate_run(1.0, 300, profile=prof, sensor=SensorConfig.ideal(sample_rate_hz=400))
+    m = run.motion
+    ic, to, _ = m.running_contacts()
+    dic, dto = [], []
+    for a, b in zip(ic[3:-3], to[3:-3], strict=True):
+        t = np.arange(a - 0.005, b + 0.005, 0.0002)
+        f = m.evaluate(t, position=False).acc_world_mps2[:, 2] / G + 1.0
+        on = np.flatnonzero(f > level_g)
+        dic.append(t[on[0]] - a)
+        dto.append(t[on[-1]] - b)
+    return 1e3 * float(np.mean(dic)), 1e3 * float(np.mean(dto))
+
+
+def alcantara_grf_tail(level_bw: float = 0.03) -> tuple[float, float]:
+    """Real GRF: time from the 0.1 BW toe-off (the reference) to the ``level_bw`` crossing, mean
+    and SD (ms): how far 'force ~ 0' lies after the reference toe-off."""
+    from benchmarks.realdata import load_alcantara_grf
+
+    fs = 500.0
+    d = []
+    for tr, g in zip(load_alcantara(), load_alcantara_grf(), strict=True):
+        for to in tr.to_s:
+            k = int(to * fs)
+            for j in range(k, min(k + 60, g.size - 1)):
+                if g[j + 1] < level_bw <= g[j]:
+                    d.append((j + (g[j] - level_bw) / (g[j] - g[j + 1])) / fs - to)
+                    break
+    return 1e3 * float(np.mean(d)), 1e3 * float(np.std(d))
+
+
+def _ic_errors_and_peaks(
+    t: NDArray[np.float64],
+    v_g: NDArray[np.float64],
+    ap_g: NDArray[np.float64],
+    ref_ic: NDArray[np.float64],
+    window_s: float = 0.09,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Default-detector IC errors (s) at 500 Hz, known axes, and the peak vertical acc (g) in
+    [IC, IC + window] of each matched detection."""
+    fs = 500.0
+    acc = np.zeros((t.size, 3))
+    acc[:, 0] = ap_g * G
+    acc[:, 2] = v_g * G
+    params = AnalyzerParams(forward_axis=(1.0, 0.0, 0.0), up_axis=(0.0, 0.0, 1.0))
+    ev = analyze(t, acc, None, sample_rate_hz=fs, params=params).events
+    det = ev["time_s"][ev["kind"] == EventKind.INITIAL_CONTACT]
+    det = det[(det > 0.45) & (det < t[-1] - 0.25)]
+    ref = ref_ic[(ref_ic > 0.5) & (ref_ic < t[-1] - 0.3)]
+    di, ri = match_events(det, ref, 0.04)
+    pk = [
+        float(v_g[math.ceil(d * fs) : math.floor((d + window_s) * fs) + 1].max()) for d in det[di]
+    ]
+    return det[di] - ref[ri], np.asarray(pk)
+
+
+def peak_correction_check() -> list[str]:
+    """Per-step IC correction by the peak vertical acc after the IC (a trial-offset proxy): fitted
+    on one half of the Alcantara trials, scored on the other; and the same regression slope on the
+    simulator (6 runner variants) raw vs through the authors' 20 Hz zero-phase filter + clip."""
+    import scipy.signal as ss
+
+    from simulators import RunnerProfile, SensorConfig, simulate_run
+
+    lines = []
+    trials = load_alcantara()
+    per = []
+    for tr in trials:
+        t = np.arange(tr.v_g.size) / 500.0
+        per.append(_ic_errors_and_peaks(t, tr.v_g, tr.ap_g, tr.ic_s))
+    for train, test in ((1, 0), (0, 1)):
+        x = np.concatenate([per[i][1] for i in range(train, len(per), 2)])
+        y = np.concatenate([per[i][0] for i in range(train, len(per), 2)])
+        c = np.polyfit(x, y, 1)
+        e0 = np.concatenate([per[i][0] for i in range(test, len(per), 2)])
+        xt = np.concatenate([per[i][1] for i in range(test, len(per), 2)])
+        e1 = e0 - np.polyval(c, xt)
+        e0 = e0 - float(np.mean(y))
+        lines.append(
+            f"Alcantara, fitted on {'odd' if train else 'even'} ({1e3 * c[0]:+.1f} ms/g, r "
+            f"{np.corrcoef(x, y)[0, 1]:+.2f}), scored on {'even' if train else 'odd'}: IC p95 "
+            f"{1e3 * np.percentile(np.abs(e0), 95):.1f} ms (constant offset) -> "
+            f"{1e3 * np.percentile(np.abs(e1), 95):.1f} ms (peak correction), bias "
+            f"{1e3 * np.mean(e1):+.1f} ms"
+        )
+    b, a = ss.butter(4, 20.0, fs=500.0)
+    variants = ((0.3, 0.08, 176), (0.6, 0.08, 176), (1.0, 0.07, 176), (1.5, 0.07, 186))
+    variants += ((0.6, 0.06, 190), (1.2, 0.09, 166))
+    for filt in (False, True):
+        xs, ys = [], []
+        for k, (imp, vo, cad) in enumerate(variants):
+            prof = RunnerProfile(impact_ratio=imp, vertical_oscillation_m=vo, cadence_spm=cad)
+            run = simulate_run(1.0, 200 + k, profile=prof, sensor=SensorConfig.ideal())
+            ic, _, _ = run.motion.running_contacts()
+            t = np.arange(ic[3] - 0.1, ic[-3], 1.0 / 500.0)
+            st = run.motion.evaluate(t, position=False)
+            v = st.acc_world_mps2[:, 2] / G + 1.0
+            ap = st.acc_ap_mps2 / G
+            if filt:
+                v = np.clip(ss.filtfilt(b, a, v), 0.0, None)
+                ap = ss.filtfilt(b, a, ap)
+            e, pk = _ic_errors_and_peaks(t - t[0], v, ap, ic - t[0])
+            xs.append(pk)
+            ys.append(e)
+        c = np.polyfit(np.concatenate(xs), np.concatenate(ys), 1)
+        lines.append(
+            f"simulator, 6 runner variants, {'authors filter + clip' if filt else 'raw'}: "
+            f"{1e3 * c[0]:+.1f} ms/g"
+        )
+    return lines
+
+
 def eval_mobgap(
     seed: int = 0,
     rotate: bool = True,
@@ -591,7 +791,46 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer simulated runs")
     ap.add_argument("--lopo", action="store_true", help="mobgap leave-one-participant-out only")
+    ap.add_argument(
+        "--waveforms",
+        action="store_true",
+        help="running rules vs the simulator's impact transient / soft tissue / authors' filter",
+    )
     args = ap.parse_args(argv)
+    if args.waveforms:
+        print(
+            "IC bias / contact time bias (ms) on the simulator, 500 Hz, known axes; 'raw' = as "
+            "simulated, 'authors' = 20 Hz zero-phase low-pass + clip at 0 g (Alcantara)"
+        )
+        dets = (("default", GaitParams()), ("RIGID_PELVIS", RIGID_PELVIS))
+        for pname, gp in dets:
+            for vo in (None, 0.08):
+                for soft in (False, True):
+                    for imp in (0.0, 0.3, 0.6, 1.2):
+                        cells = [
+                            sim_waveform_check(imp, soft, filt, gp, vo_m=vo)
+                            for filt in (False, True)
+                        ]
+                        print(
+                            f"{pname:12s} VO {'default' if vo is None else vo:7} "
+                            f"{'sacral soft tissue' if soft else 'rigid':18s} "
+                            f"impact_ratio {imp:.1f}: raw {cells[0][0]:+6.1f} / {cells[0][1]:+6.1f}   "
+                            f"authors {cells[1][0]:+6.1f} / {cells[1][1]:+6.1f}"
+                        )
+        for vo in (None, 0.07, 0.08):
+            for imp in (0.0, 0.6, 1.2):
+                dic, dto = sim_threshold_vs_truth(imp, vo_m=vo)
+                print(
+                    f"simulator VO {'default' if vo is None else vo} impact_ratio {imp:.1f}: a 0.1 g "
+                    f"force threshold vs the truth (force > 0): IC {dic:+.1f} ms, TO {dto:+.1f} ms, "
+                    f"contact {dto - dic:+.1f} ms"
+                )
+        if (shared_data_dir() / "alcantara_running_grf").exists():
+            m, sd = alcantara_grf_tail()
+            print(f"Alcantara GRF: 0.03 BW is reached {m:.1f} ms (SD {sd:.1f}) after the 0.1 BW TO")
+            for line in peak_correction_check():
+                print(line)
+        return 0
     if args.lopo:
         lo = mobgap_lopo()
         for held, w, fte in lo["folds"]:
@@ -626,6 +865,25 @@ def main(argv: list[str] | None = None) -> int:
             for n, f, p, sd in sim["per_run"]
         ],
     )
+    cross = []
+    for sname, skw in (
+        ("sacral soft tissue (default)", {}),
+        ("rigid pelvis", {"sacral_soft_tissue": False}),
+    ):
+        for dname, gp in (("default", GaitParams()), ("RIGID_PELVIS", RIGID_PELVIS)):
+            rr = eval_simulator(1, params=AnalyzerParams(gait=gp), **skw)["run"]
+            cross.append(
+                (
+                    f"  sensor {sname}, detector {dname}",
+                    f"{rr['f1']:.4f}/{rr['p95_ms']:.1f}/{rr['ct_rmse_ms']:.1f}/{rr['ct_bias_ms']:+.1f}",
+                    "",
+                )
+            )
+    _table(
+        "Simulator sensor model x running detector (seed 100, 3 runs): IC F1 / IC p95 ms / contact "
+        "RMSE ms / contact bias ms",
+        cross,
+    )
     w = sim["walk"]
     _table(
         f"Project simulator, walking steps (info; no target), n_ref={w['n_ref']}",
@@ -642,8 +900,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if (data / "alcantara_running_grf").exists():
         presets: tuple[tuple[str, GaitParams], ...] = (
-            ("default detector (simulator physics)", GaitParams()),
+            ("default detector", GaitParams()),
             ("SACRAL_SOFT_TISSUE preset", SACRAL_SOFT_TISSUE),
+            ("RIGID_PELVIS (previous default)", RIGID_PELVIS),
         )
         for pname, gp in presets:
             for known in (True, False):
@@ -663,6 +922,47 @@ def main(argv: list[str] | None = None) -> int:
                             ("contact time bias ms", f"{r['ct_bias_ms']:+.1f}", ""),
                         ],
                     )
+        for pname, gp in presets:
+            ho = eval_alcantara_heldout(gp)
+            _table(
+                f"Real running, {pname}, known axes, HELD OUT: constant IC / TO offsets re-fitted "
+                "on one half of the trials, scored on the other (odd -> even | even -> odd)",
+                [
+                    (
+                        "fitted IC / TO offset ms (on odd | on even)",
+                        " | ".join(
+                            f"{1e3 * ho[h]['ic_offset_s']:+.1f} / {1e3 * ho[h]['to_offset_s']:+.1f}"
+                            for h in ("even", "odd")
+                        ),
+                        "",
+                    ),
+                    (
+                        "IC F1 (40 ms)",
+                        " | ".join(f"{ho[h]['f1']:.3f}" for h in ("even", "odd")),
+                        "",
+                    ),
+                    (
+                        "IC bias ms",
+                        " | ".join(f"{ho[h]['bias_ms']:+.1f}" for h in ("even", "odd")),
+                        "within +-5",
+                    ),
+                    (
+                        "IC |error| p95 ms",
+                        " | ".join(f"{ho[h]['p95_ms']:.1f}" for h in ("even", "odd")),
+                        "<= 15",
+                    ),
+                    (
+                        "contact time RMSE ms",
+                        " | ".join(f"{ho[h]['ct_rmse_ms']:.1f}" for h in ("even", "odd")),
+                        "<= 10",
+                    ),
+                    (
+                        "contact time bias ms",
+                        " | ".join(f"{ho[h]['ct_bias_ms']:+.1f}" for h in ("even", "odd")),
+                        "",
+                    ),
+                ],
+            )
     else:
         print(f"\n(real running skipped: {data / 'alcantara_running_grf'} missing)")
     if (data / "mobgap").exists():

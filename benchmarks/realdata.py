@@ -148,3 +148,47 @@ def load_mobgap() -> list[MobgapTrial]:
                     )
                 )
     return out
+
+
+#: windows (s, relative to the force-plate event) of the sacral waveform templates
+SACRAL_IC_WINDOW_S = (-0.03, 0.10)
+SACRAL_TO_WINDOW_S = (-0.06, 0.05)
+
+
+def load_alcantara_grf() -> NDArray[np.float64]:
+    """Vertical GRF (body weights), one row per Alcantara trial (same order as load_alcantara)."""
+    d = shared_data_dir() / "alcantara_running_grf"
+    return np.asarray(np.loadtxt(d / "GRF_one_sub.csv", delimiter=","), dtype=np.float64)
+
+
+def sacral_waveform_templates(
+    half: str = "odd",
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean (sacral vertical acc - authors'-filtered GRF) in g around the force-plate ICs and TOs
+    of the Alcantara trials of one parity (``half`` = "odd" / "even" / "all"), 2 ms grid over
+    :data:`SACRAL_IC_WINDOW_S` / :data:`SACRAL_TO_WINDOW_S`, tapered to 0 at both ends (Tukey,
+    25 %). What a skin-mounted sacral accelerometer adds to the whole-body vertical acceleration
+    GRF/m near contact (impact overshoot) and after toe-off (shoulder); the source of the
+    simulator's ``SensorConfig.sacral_soft_tissue`` tables (fitted on the odd trials)."""
+    import scipy.signal as ss
+
+    trials = load_alcantara()
+    grf = load_alcantara_grf()
+    fs = 500.0
+    b, a = ss.butter(4, 20.0, fs=fs)  # the authors' 20 Hz low-pass (zero phase)
+    sel = range(len(trials))
+    if half != "all":
+        sel = range(1 if half == "odd" else 0, len(trials), 2)
+    out = []
+    for (lo_s, hi_s), key in ((SACRAL_IC_WINDOW_S, "ic_s"), (SACRAL_TO_WINDOW_S, "to_s")):
+        lo, hi = round(lo_s * fs), round(hi_s * fs)
+        rows = []
+        for i in sel:
+            tr = trials[i]
+            gf = ss.filtfilt(b, a, grf[i])
+            for e in getattr(tr, key):
+                k = round(e * fs)
+                if k + lo >= 0 and k + hi < tr.v_g.size:
+                    rows.append(tr.v_g[k + lo : k + hi + 1] - gf[k + lo : k + hi + 1])
+        out.append(np.mean(rows, axis=0) * ss.windows.tukey(hi - lo + 1, 0.25))
+    return out[0], out[1]

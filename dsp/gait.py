@@ -6,13 +6,17 @@ state (filters, detectors, ring buffer of recent samples, the open bout) lives i
 
 * **Running IC / TO** (flight phase present). ``x`` = vertical specific force in g (optional
   causal low-pass ``fc_fast_hz``, default none; its DC group delay is subtracted). A loaded phase
-  is confirmed when ``x > load_g`` after a flight (``x`` went below ``flight_max_g``). IC = onset
-  of loading: the last upward crossings of flight level + L and + 2L (sub-sample interpolation)
-  extrapolated linearly back to the flight level (``fit_max_p = 1``; the general power-law onset
-  fit x ~ (t - t0)^p from the L/2L/4L crossings is available). TO = end of loading: the falling
-  crossings of 4L, 2L, L extrapolated forward with the power-law fit (p <= ``fit_max_p_to``), as
-  the unloading tail is convex. No dataset offsets (``SACRAL_SOFT_TISSUE`` = the old single-level
-  crossings calibrated on real sacral data, kept as a preset).
+  is confirmed when ``x > load_g`` after a flight (``x`` went below ``flight_max_g``) within
+  ``max_rise_s`` of the IC crossing. Default (a skin-mounted sacral sensor): IC = last upward
+  crossing of flight level + ``ic_level_g`` (0.5 g, sub-sample) + ``run_ic_offset_s`` (-6 ms, the
+  rise time); TO = falling crossing of flight + ``to_level_g`` (0.1 g) + ``run_to_offset_s``
+  (-20 ms: the sacral sensor stays ~0.4 g above the flight level for ~40 ms after toe-off). One
+  rule for the simulator's default sensor (rigid force + the sacral waveform fitted on real data)
+  and for real sacral data (Alcantara, held out: IC bias +-0.9 ms, contact RMSE 14-15 ms).
+  ``RIGID_PELVIS`` (``onset_fit``): IC = the flight + L / 2L crossings extrapolated back to the
+  flight level, TO = the 4L / 2L / L crossings extrapolated forward with a power-law tail fit
+  (p <= ``fit_max_p_to``): right for a rigid sensor (no soft tissue), ~30 ms late at TO on real
+  sacral data. ``SACRAL_SOFT_TISSUE`` = the default's rules with a 30 Hz low-pass (first preset).
 * **Walking IC** (no flight). Candidates = peaks of the vertical jerk (derivative of ``x``
   low-passed at ``fc_slow_hz``) divided by its running RMS (``walk_norm_tau_s``), above a
   permissive ``walk_thr_norm`` and a raw floor: the steep rise of the vertical acceleration at
@@ -139,19 +143,24 @@ class GaitParams(NamedTuple):
 
     fc_fast_hz: float = 0.0  # low-pass of vertical force for running events (<= 0: none)
     fc_slow_hz: float = 3.0  # low-pass for the walking jerk detector
-    onset_fit: bool = True  # running IC/TO = power-law onset fit (else single level crossings)
-    fit_level_g: float = 0.1  # L of the onset fit: crossings of flight + L, 2L, 4L (g)
+    #: running TO (and IC with ic_onset_fit) by the onset / power-law tail fit of the rigid pelvis
+    #: (RIGID_PELVIS); False: single level crossings flight + ic_level_g / to_level_g plus the
+    #: offsets, the rule for a skin-mounted sacral sensor (default)
+    onset_fit: bool = False
+    ic_onset_fit: bool = False  # with onset_fit: IC by the onset fit too (else single level)
+    fit_level_g: float = 0.1  # L of the TO fit: crossings of flight + 4L, 2L, L (g)
+    ic_fit_level_g: float = 0.1  # L of the IC onset crossings: flight + L, 2L, 4L (g)
     fit_max_p: float = 1.0  # exponent range [1, fit_max_p] of the fitted IC onset x ~ (t - t0)^p
     fit_max_p_to: float = 2.5  # same for the TO (end of loading, fitted backwards in time)
-    ic_level_g: float = 0.5  # IC level above the flight minimum (g), onset_fit=False
+    ic_level_g: float = 0.5  # IC level above the flight minimum (g), single-level IC
     to_level_g: float = 0.1  # TO level above the flight minimum (g), onset_fit=False
     flight_max_g: float = 0.4  # a running flight must go below this (g)
     load_g: float = 1.2  # loaded phase confirmed above this (g)
     max_rise_s: float = 0.07  # crossing -> loaded confirmation at most this later (latency)
     min_contact_s: float = 0.06
     max_contact_s: float = 0.6
-    run_ic_offset_s: float = 0.0  # added to running IC times
-    run_to_offset_s: float = 0.0  # added to running TO times
+    run_ic_offset_s: float = -0.006  # added to running IC times (single-level IC: rise time)
+    run_to_offset_s: float = -0.020  # added to running TO times (single level: sacral shoulder)
     walk_thr_gps: float = 1.5  # absolute minimum jerk peak (g/s), walk_norm_tau_s <= 0 only
     walk_rel: float = 0.0  # relative to the running mean of accepted peaks (0: off)
     walk_refractory_s: float = 0.25
@@ -194,8 +203,16 @@ class GaitParams(NamedTuple):
     bridge_shape: bool = False  # refine it by the stance shape of the last steps (sim: worse)
 
 
-#: Sacral soft-tissue preset: single level crossings (no onset fit) with the level/offsets
-#: calibrated by the previous author on all Alcantara trials (real sacral acc vs 0.1 BW force).
+#: Rigid pelvis (the previous default, follows the simulator's rigid sensor,
+#: ``SensorConfig(sacral_soft_tissue=False)``): IC = onset extrapolated from the flight + 0.1 / 0.2 g
+#: crossings, TO = power-law tail fit of the flight + 0.4 / 0.2 / 0.1 g crossings, no offsets.
+RIGID_PELVIS = GaitParams(
+    onset_fit=True, ic_onset_fit=True, run_ic_offset_s=0.0, run_to_offset_s=0.0
+)
+
+#: Sacral soft-tissue preset of the first session: the default's single level crossings with a 30 Hz
+#: low-pass; levels / offsets calibrated by an earlier author on all Alcantara trials (real sacral
+#: acc vs 0.1 BW force; re-fitted on one half the offsets are IC -6 / -7 ms, TO -25 / -22 ms).
 SACRAL_SOFT_TISSUE = GaitParams(
     fc_fast_hz=30.0,
     onset_fit=False,
@@ -891,9 +908,12 @@ def _gait_kernel(
             lev = base + p.ic_level_g
             if xp < lev <= xf:
                 f[_CROSS_N] = cnt - 1 + _xcross(xpp, xp, xf, lev, p.quad_cross)
+            # onset crossings (flight + L, 2L, 4L): the IC fit (ic_onset_fit), the loaded-phase
+            # confirmation and the bridged-gap test; the IC itself may be the single level
+            ic_fit = p.onset_fit and p.ic_onset_fit
             if p.onset_fit:
                 for q in range(3):
-                    lq = base + p.fit_level_g * (1 << q)
+                    lq = base + p.ic_fit_level_g * (1 << q)
                     if xp < lq <= xf:
                         f[_RC1 + q] = cnt - 1 + _xcross(xpp, xp, xf, lq, p.quad_cross)
                 c_ref = f[_RC3]
@@ -912,7 +932,7 @@ def _gait_kernel(
                 ic_br and cnt - br_hi1 <= p.max_rise_s * fs
             )
             if xf > p.load_g and f[_UNL_MIN] < p.flight_max_g and rise_ok and not bridged:
-                if p.onset_fit:
+                if ic_fit:
                     n_ic = _onset(f[_RC1], f[_RC2], f[_RC3], p.fit_max_p) - gdf
                 else:
                     n_ic = f[_CROSS_N] - gdf

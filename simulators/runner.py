@@ -37,10 +37,12 @@ Vertical motion (per step, ``T`` = step time, ``c`` = contact time, ``u`` = stan
   the change of vertical velocity between consecutive initial contacts, chosen so that the pelvis
   height at every initial contact is the same (no drift); the contact velocity converges
   geometrically to its periodic value (``-g T/2 + g c H1/H0``, H0/H1 = 0th/1st moment of h).
-  ``p`` in ``[1, 60]`` is chosen per step (lookup in a steady-state table) to hit the requested
-  vertical oscillation; requests outside the attainable range are clamped and counted in
-  ``RunnerMotion.stats["vo_clamped_steps"]``.  At 176 spm with the default impact the range is
-  about 0.073-0.096 m at duty 0.6, 0.060-0.087 m at duty 0.72, 0.050-0.081 m at duty 0.8.
+  ``p`` in ``[1, 2]`` (``P_MAX``: a realistic unloading tail, see there) is chosen per step
+  (lookup in a steady-state table) to hit the requested vertical oscillation; requests outside
+  the attainable range are clamped and counted in ``RunnerMotion.stats["vo_clamped_steps"]``.
+  At 176 spm with the default impact the range is about 0.073-0.082 m at duty 0.6, 0.060-0.070 m
+  at duty 0.72, 0.050-0.062 m at duty 0.8 (with p up to 60 it was 0.073-0.096 / 0.060-0.087 /
+  0.050-0.081 m, through force shapes with a flat tail no real runner shows).
 * walking (and the last step before a stop):
   ``z = VO/2 (cos 2 pi phi - cos 2 pi (x - phi)) + (v0 - vc) T x (1-x)^2`` (``x = t/T``), lowest
   ``phi T = WalkProfile.vertical_lag_s`` after the initial contact (as measured on real walking,
@@ -98,9 +100,13 @@ log = logging.getLogger(__name__)
 G_MPS2 = STANDARD_GRAVITY_MPS2
 F8 = npt.NDArray[np.float64]
 
-#: shape parameter range of the stance force family (p < 1 would need an infinite jerk at contact)
+#: shape parameter range of the stance force family (p < 1 would need an infinite jerk at contact).
+#: p <= 2: real force-treadmill GRF falls 0.75 / 0.47 / 0.25 / 0.10 BW over the last 30 ms of the
+#: contact (Alcantara), p ~ 1.3-1.8 here; larger p gave a flat tail (p ~ 3.7 at VO 0.08 m: < 0.1 BW
+#: for the last ~27 ms, up to p ~ 21 for long contacts) that no real runner shows. VO requests
+#: beyond what p <= 2 reaches are clamped (RunnerMotion.stats["vo_clamped_steps"]).
 P_MIN = 1.0
-P_MAX = 60.0
+P_MAX = 2.0
 _VMODE_BUMP = 1
 _VMODE_COS = 2
 
@@ -160,7 +166,10 @@ class RunnerProfile:
     speed_mps: float = 3.3
     cadence_spm: float = 176.0
     contact_time_s: float = 0.24
-    vertical_oscillation_m: float = 0.08
+    #: 0.065 m: with this cadence / contact the stance force exponent is p ~ 1.3, whose unloading
+    #: tail matches real force-treadmill GRF (0.73 / 0.46 / 0.20 BW 30 / 20 / 10 ms before toe-off;
+    #: Alcantara 0.75 / 0.47 / 0.25); 0.08 m needed p ~ 3.7: force < 0.1 BW for the last ~27 ms
+    vertical_oscillation_m: float = 0.065
     pelvic_drop_left_deg: float = 6.0  # during LEFT stance (right side drops)
     pelvic_drop_right_deg: float = 5.0  # during RIGHT stance (left side drops)
     pelvic_rotation_deg: float = 10.0  # yaw range per step
@@ -969,6 +978,13 @@ class RunnerMotion:
         tilt = np.degrees(np.arcsin(np.clip(cb * sc, -1.0, 1.0)))
         yaw = np.degrees(_wrap(np.arctan2(r10, r00) - psi))
         return obl, tilt, yaw, a_e
+
+    def running_contacts(self) -> tuple[F8, F8, F8]:
+        """(initial contact, toe-off, step end) true times of the running (flight) steps: where a
+        sensor model adds what a skin-mounted sacral sensor shows around contact and toe-off."""
+        st = self.steps
+        m = st.vmode == _VMODE_BUMP
+        return st.ic[m], st.ic[m] + st.contact[m], st.ic[m] + st.dur[m]
 
     # ---- ground truth ------------------------------------------------------------------------
 

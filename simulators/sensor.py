@@ -37,6 +37,8 @@ from firmware_interface.protocol import (
 from simulators.runner import RunnerMotion
 
 __all__ = [
+    "SACRAL_IC_TEMPLATE_G",
+    "SACRAL_TO_TEMPLATE_G",
     "LinkStats",
     "SensorConfig",
     "SensorSamples",
@@ -48,6 +50,38 @@ __all__ = [
 
 F8 = npt.NDArray[np.float64]
 _EVAL_CHUNK = 100_000
+
+#: Skin-mounted sacral sensor, running: what it adds (g, along the world vertical) to the
+#: whole-body vertical acceleration GRF/m, on a 2 ms grid from 30 ms before to 100 ms after each
+#: initial contact (impact overshoot ~+1.1 g at IC + 30 ms, dip at + 50 ms) and from 60 ms before
+#: to 50 ms after each toe-off (shoulder ~+0.44 g at TO, gone at TO + 40 ms). Mean of (sacral
+#: acc - GRF) over the ODD trials of the Alcantara force-treadmill data (15 trials, ~230
+#: contacts; `benchmarks.realdata.sacral_waveform_templates("odd")`, Tukey-tapered). Both signals
+#: were low-passed at 20 Hz by the data's authors, so the tables are band-limited to ~20 Hz: the
+#: real raw waveform may be sharper. Even trials: held out (docs/dsp.md).
+SACRAL_IC_WINDOW_S = (-0.03, 0.10)
+SACRAL_TO_WINDOW_S = (-0.06, 0.05)
+# fmt: off
+SACRAL_IC_TEMPLATE_G = np.array([
+    0.0, 0.003, 0.013, 0.031, 0.055, 0.085, 0.114, 0.138, 0.151, 0.152, 0.15, 0.143,
+    0.133, 0.12, 0.106, 0.096, 0.093, 0.099, 0.119, 0.158, 0.216, 0.295, 0.395, 0.512,
+    0.641, 0.775, 0.902, 1.012, 1.091, 1.129, 1.119, 1.057, 0.95, 0.804, 0.633, 0.451,
+    0.273, 0.111, -0.026, -0.132, -0.202, -0.238, -0.24, -0.21, -0.157, -0.086, -0.003, 0.083,
+    0.166, 0.241, 0.301, 0.344, 0.368, 0.372, 0.359, 0.331, 0.292, 0.246, 0.188, 0.124,
+    0.068, 0.028, 0.007, -0.001, -0.001, 0.0,
+])
+SACRAL_TO_TEMPLATE_G = np.array([
+    0.0, 0.006, 0.021, 0.04, 0.056, 0.065, 0.065, 0.057, 0.048, 0.041, 0.037, 0.036, 0.038, 0.044,
+    0.053, 0.066, 0.083, 0.103, 0.125, 0.15, 0.177, 0.205, 0.235, 0.266, 0.296, 0.326, 0.354, 0.379,
+    0.4, 0.418, 0.43, 0.436, 0.438, 0.433, 0.423, 0.407, 0.387, 0.362, 0.335, 0.305, 0.272, 0.237,
+    0.202, 0.168, 0.137, 0.107, 0.081, 0.058, 0.04, 0.024, 0.013, 0.007, 0.003, 0.001, 0.0, 0.0,
+])
+# fmt: on
+#: per-step SD of the templates' timing (random shift of each IC / TO template): the within-trial
+#: SD of the single-level IC / TO errors on the ODD Alcantara trials (4.3 / 6.4 ms; the detector
+#: alone adds ~1 ms on the simulator)
+SACRAL_IC_JITTER_S = 0.004
+SACRAL_TO_JITTER_S = 0.006
 
 
 @dataclass(frozen=True)
@@ -74,6 +108,10 @@ class SensorConfig:
     duplication: float = 0.0005
     reordering: float = 0.001  # packet arrives after its successor
     rx_latency_s: float = 0.015  # mean BLE latency (sample -> host), plus exponential jitter
+    #: skin-mounted sacral waveform (impact overshoot, toe-off shoulder, per-step timing jitter)
+    #: added to running steps, fitted on real sacral data; False = rigid pelvis (the sensor reads
+    #: the pelvis' own specific force, GRF/m)
+    sacral_soft_tissue: bool = True
     seed: int | None = None  # None = the run's seed
 
     def __post_init__(self) -> None:
@@ -95,8 +133,10 @@ class SensorConfig:
 
     @classmethod
     def ideal(cls, **overrides: Any) -> SensorConfig:
-        """No noise, bias, jitter, clock error or link errors (quantisation remains)."""
+        """No noise, bias, jitter, clock error or link errors (quantisation remains), and a rigid
+        sensor (no sacral soft tissue): it reads the pelvis' own specific force."""
         base: dict[str, Any] = {
+            "sacral_soft_tissue": False,
             "acc_noise_mps2": 0.0,
             "gyr_noise_dps": 0.0,
             "acc_bias_mps2": 0.0,
@@ -169,6 +209,14 @@ def sample_motion(
     n = math.floor(motion.duration_s * scale * rate) + 1
     i = np.arange(n, dtype=np.float64)
     r_time, r_noise, r_bias = rng.spawn(3)
+    shifts: tuple[F8, F8] | None = None
+    if config.sacral_soft_tissue:
+        r_soft = rng.spawn(1)[0]  # after the three above: their streams are unchanged
+        n_run = motion.running_contacts()[0].size
+        shifts = (
+            r_soft.normal(0.0, SACRAL_IC_JITTER_S, n_run),
+            r_soft.normal(0.0, SACRAL_TO_JITTER_S, n_run),
+        )
     jit = np.zeros(n)
     if config.time_jitter_s > 0:
         jit = np.clip(r_time.normal(0.0, config.time_jitter_s, n), -0.25 / rate, 0.25 / rate)
@@ -184,6 +232,10 @@ def sample_motion(
         st = motion.evaluate(t_true[c0 : c0 + _EVAL_CHUNK], position=False)
         f_body[c0 : c0 + _EVAL_CHUNK] = st.specific_force_body_mps2
         w_body[c0 : c0 + _EVAL_CHUNK] = np.degrees(st.omega_body_rps)
+        if shifts is not None:  # along the world vertical (row 2 of body -> world)
+            up = st.rot[:, 2, :]
+            soft = sacral_soft_tissue_mps2(motion, st.t_s, *shifts)
+            f_body[c0 : c0 + _EVAL_CHUNK] += soft[:, None] * up
     acc = f_body @ mounting.T
     gyr = w_body @ mounting.T
     acc_b0 = r_bias.normal(0.0, 1.0, 3) * config.acc_bias_mps2
@@ -212,6 +264,42 @@ def sample_motion(
         gyr_dps=raw[:, 3:].astype(np.float64) * (gyr_fs / 32768.0),
     )
     return _Sampled(samples, raw, t_true, acc_b0, gyr_b0)
+
+
+def sacral_soft_tissue_mps2(
+    motion: RunnerMotion,
+    t_s: F8,
+    ic_shift_s: F8 | None = None,
+    to_shift_s: F8 | None = None,
+) -> F8:
+    """Vertical specific force (m/s^2) a skin-mounted sacral sensor adds at the true times
+    ``t_s`` (sorted): the IC / TO templates at every running contact (shifted per step by
+    ``ic_shift_s`` / ``to_shift_s``, one value per contact of ``motion.running_contacts()``),
+    minus their mean over the step (a constant per step, so the sensor still averages to gravity
+    and the skin does not drift: it lowers the flight level by ~0.15 g)."""
+    ic, to, end = motion.running_contacts()
+    out = np.zeros(t_s.size)
+    g = STANDARD_GRAVITY_MPS2
+    ic_w = ic + (ic_shift_s if ic_shift_s is not None else 0.0)
+    to_w = to + (to_shift_s if to_shift_s is not None else 0.0)
+    for ev, (lo, hi), tab in (
+        (ic_w, SACRAL_IC_WINDOW_S, SACRAL_IC_TEMPLATE_G),
+        (to_w, SACRAL_TO_WINDOW_S, SACRAL_TO_TEMPLATE_G),
+    ):
+        tau = np.linspace(lo, hi, tab.size)
+        area = float(np.sum(tab)) * (tau[1] - tau[0])
+        a = np.searchsorted(t_s, ev + lo)
+        b = np.searchsorted(t_s, ev + hi, side="right")
+        for e, i0, i1 in zip(ev.tolist(), a.tolist(), b.tolist(), strict=True):
+            if i1 > i0:
+                out[i0:i1] += g * np.interp(t_s[i0:i1] - e, tau, tab)
+        # per-step mean removal
+        sa = np.searchsorted(t_s, ic)
+        sb = np.searchsorted(t_s, end)
+        for i0, i1, d in zip(sa.tolist(), sb.tolist(), (end - ic).tolist(), strict=True):
+            if i1 > i0:
+                out[i0:i1] -= g * area / d
+    return out
 
 
 @dataclass

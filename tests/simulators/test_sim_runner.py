@@ -20,7 +20,7 @@ PROFILE = RunnerProfile(
     speed_mps=3.5,
     cadence_spm=170.0,
     contact_time_s=0.25,
-    vertical_oscillation_m=0.085,
+    vertical_oscillation_m=0.072,  # attainable with a realistic force tail (p <= 2) at duty 0.71
     pelvic_drop_left_deg=7.0,
     pelvic_drop_right_deg=4.5,
     pelvic_rotation_deg=12.0,

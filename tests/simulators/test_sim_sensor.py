@@ -170,7 +170,8 @@ def test_link_error_rates() -> None:
 
 
 def test_quantisation_and_clipping() -> None:
-    cfg = SensorConfig.ideal(acc_range_g=2, gyr_range_dps=125)
+    # the default (sacral soft tissue) sensor: peaks ~3 g at the impact overshoot
+    cfg = SensorConfig.ideal(acc_range_g=2, gyr_range_dps=125, sacral_soft_tissue=True)
     run = simulate_run(1.0, 3, sensor=cfg, segments=[Segment.running(60.0)])
     _, acc, gyr = run.samples
     fs = 2 * STANDARD_GRAVITY_MPS2
@@ -210,3 +211,31 @@ def test_custom_profile_and_rotation_input() -> None:
         SensorConfig(sample_rate_hz=50)
     with pytest.raises(ValueError, match="rotation"):
         SensorConfig(mounting=np.diag([1.0, 1.0, -1.0]))
+
+
+def test_sacral_soft_tissue_waveform() -> None:
+    """Option: the skin-mounted sacral waveform is added along the world vertical at running
+    contacts only, with the table's shape (overshoot ~1.1 g at IC + 30 ms, ~0.44 g at TO), and
+    removed in the step mean (the sensor still averages to gravity); the truth is unchanged."""
+    from simulators.sensor import SACRAL_IC_TEMPLATE_G
+
+    kw = {"sample_rate_hz": 400, "mounting": np.eye(3)}
+    rigid = simulate_run(1.0, 3, sensor=SensorConfig.ideal(**kw))
+    soft = simulate_run(1.0, 3, sensor=SensorConfig.ideal(sacral_soft_tissue=True, **kw))
+    np.testing.assert_array_equal(rigid.truth_steps, soft.truth_steps)
+    t = rigid.t_true_s
+    dv = (soft.samples.acc_mps2 - rigid.samples.acc_mps2) / STANDARD_GRAVITY_MPS2
+    np.testing.assert_array_equal(soft.samples.gyr_dps, rigid.samples.gyr_dps)
+    ic, to, end = rigid.motion.running_contacts()
+    assert ic.size > 60
+    run_span = (t >= ic[0] - 0.03) & (t < end[-1] + 0.05)
+    assert np.all(np.abs(dv[~run_span]) < 1e-3)  # standing / walking: untouched (quantisation)
+    # mean over whole running steps ~ 0 (per-step mean removal)
+    inside = (t >= ic[1]) & (t < end[-2])
+    assert abs(float(np.mean(dv[inside, 2]))) < 0.01
+    # shape: vertical (body z ~ world vertical, 10 deg tilt) near the contacts
+    k30 = np.searchsorted(t, ic[5:-5] + 0.03)
+    k_to = np.searchsorted(t, to[5:-5])
+    assert 0.8 < float(np.median(dv[k30, 2])) + 0.15 < 1.3
+    assert 0.2 < float(np.median(dv[k_to, 2])) + 0.15 < 0.6
+    assert float(np.max(SACRAL_IC_TEMPLATE_G)) > 1.0
