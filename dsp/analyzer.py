@@ -39,6 +39,8 @@ from dsp.gait import (
 )
 from dsp.orientation import (
     N_SIG,
+    SIG_ROLL_RATE,
+    SIG_YAW_RATE,
     OrientParams,
     OrientState,
     _orient_kernel,
@@ -124,6 +126,7 @@ def _pipeline_kernel(
             g_buf = np.empty((cap, 3))
             f_buf = np.empty(cap, dtype=np.int8)
             s_buf = np.empty((cap, N_SIG))
+            s_buf[:, SIG_YAW_RATE:] = np.nan  # stay NaN when op.rate_outputs is False
         m = _resample_kernel(
             tb, acc[a:b], gyr[a:b], fs, max_gap_s, rs_f, rs_i, k_buf, a_buf, g_buf, f_buf
         )
@@ -266,7 +269,9 @@ class GaitAnalyzer:
         self._nbuf = 0
         self._rs: ResampleState = resample_initial_state()
         known = self.params.forward_axis is not None and self.params.up_axis is not None
-        self._op = self.params.orient._replace(known_axes=known)
+        # the yaw / roll rate columns are computed only when the gait stage reads them
+        rates = self.params.gait.side_signal in (SIG_YAW_RATE, SIG_ROLL_RATE)
+        self._op = self.params.orient._replace(known_axes=known, rate_outputs=rates)
         self._os: OrientState = orient_initial_state(
             None if self.params.forward_axis is None else np.asarray(self.params.forward_axis),
             None if self.params.up_axis is None else np.asarray(self.params.up_axis),
