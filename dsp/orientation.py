@@ -389,7 +389,7 @@ def _angle_outputs(
 
 
 @njit(**NJIT_OPTS)
-def _orient_kernel(
+def _orient_kernel_seq(
     acc: NDArray[np.float64],
     gyr: NDArray[np.float64],
     flag: NDArray[np.int8],
@@ -828,6 +828,538 @@ def _orient_kernel(
     st[_NCOR] = ncor
     st[_SCT] = sct
     return sig, f, st
+
+
+@njit(**_VEC_OPTS)
+def _axis_outputs(
+    r: NDArray[np.float64],
+    w: NDArray[np.float64],
+    tok: NDArray[np.bool_],
+    i0: int,
+    i1: int,
+    apx: float,
+    apy: float,
+    apz: float,
+    mlx: float,
+    mly: float,
+    mlz: float,
+    axes_ok: int,
+    fx: NDArray[np.float64],
+    fy: NDArray[np.float64],
+    lz: NDArray[np.float64],
+    tz: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+    roll: NDArray[np.float64],
+) -> None:
+    """Pelvis forward / left axes in the world from the per-sample rotation ``r`` (9, m) and
+    the mounting axes (constant over [i0, i1)); the roll rate from the body rate ``w`` (3, m)."""
+    for i in range(i0, i1):
+        fwx = r[0, i] * apx + r[1, i] * apy + r[2, i] * apz
+        fwy = r[3, i] * apx + r[4, i] * apy + r[5, i] * apz
+        fwz = r[6, i] * apx + r[7, i] * apy + r[8, i] * apz
+        lz[i] = r[6, i] * mlx + r[7, i] * mly + r[8, i] * mlz
+        fx[i + 1] = fwx
+        fy[i + 1] = fwy
+        tz[i] = -fwz
+        ok[i] = tok[i] and axes_ok != 0
+        roll[i] = w[0, i] * apx + w[1, i] * apy + w[2, i] * apz
+
+
+@njit(**NJIT_OPTS)
+def _orient_gyro(
+    acc: NDArray[np.float64],
+    gyr: NDArray[np.float64],
+    flag: NDArray[np.int8],
+    fs: float,
+    p: OrientParams,
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    sig: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """The gyro case of :func:`_orient_kernel_seq` split into passes (bit-identical results).
+
+    Per segment (at most ``_SUB`` samples, ending at the next axes update): (1) the orientation
+    loop (quaternion, drift correction, R, specific force) keeps the per-sample rotation matrix
+    and rate in scratch; (2) the alignment-statistics loop (gravity, flight indicator, dynamic
+    acc, covariance / sign statistics, axes update at the segment's last sample); (3) the
+    axis-dependent outputs with the axes valid at each sample (SIMD); (4) _angle_outputs.
+    Each loop carries fewer values than the single loop (fewer register spills) and the
+    non-recursive parts vectorise.
+    """
+    n = acc.shape[0]
+    dt = 1.0 / fs
+    a_err = dt / p.tau_err_s
+    a_mount = dt / p.tau_mount_s
+    n_mount = 1.0 / a_mount  # running mean (1/(n+1)) until n + 1 reaches this, then forgetting
+    a_stat = 1.0 - math.exp(-2.0 * math.pi * p.fc_stat_hz * dt)
+    a_flight = dt / 2.0
+    every = max(1, round(p.axes_every_s * fs))
+    known = p.known_axes
+    flight_lvl = p.flight_g * G
+    kp_final = p.kp_final
+    kp_span = p.kp_init - p.kp_final
+    inv_ramp = 1.0 / p.ramp_s
+    every_c = max(1, round(p.correct_every_s * fs))
+    every_s = max(1, round(fs / 100.0))  # alignment statistics at ~100 Hz
+    fs_s = fs / every_s
+    a_mount_s = a_mount * every_s
+    n_mount_s = 1.0 / a_mount_s
+    dt_c = every_c * dt
+    kb_c = p.ki * dt_c * DEG
+    warm = p.angle_warmup_s
+    hdt = 0.5 * dt * RAD  # deg/s -> half rotation angle per sample (rad)
+    # ---- state -> registers (written back at the end; the kernel is sequential) -------------
+    qw = f[_Q]
+    qx = f[_Q + 1]
+    qy = f[_Q + 2]
+    qz = f[_Q + 3]
+    bx = f[_BIAS]
+    by = f[_BIAS + 1]
+    bz = f[_BIAS + 2]
+    ex = f[_ELP]
+    ey = f[_ELP + 1]
+    ez = f[_ELP + 2]
+    gx = f[_GLP]
+    gy = f[_GLP + 1]
+    gz = f[_GLP + 2]
+    c0 = f[_C]
+    c1 = f[_C + 1]
+    c2 = f[_C + 2]
+    c3 = f[_C + 3]
+    c4 = f[_C + 4]
+    c5 = f[_C + 5]
+    w0 = f[_W]
+    w1 = f[_W + 1]
+    w2 = f[_W + 2]
+    d0 = f[_DLP]
+    d1 = f[_DLP + 1]
+    d2 = f[_DLP + 2]
+    hp0 = f[_HPREV]
+    hp1 = f[_HPREV + 1]
+    hp2 = f[_HPREV + 2]
+    apx = f[_AP]
+    apy = f[_AP + 1]
+    apz = f[_AP + 2]
+    mlx = f[_ML]
+    mly = f[_ML + 1]
+    mlz = f[_ML + 2]
+    vx = f[_V]
+    vy = f[_V + 1]
+    vz = f[_V + 2]
+    yaw_unw = f[_YAW_UNW]
+    yhx = f[_YHX]
+    yhy = f[_YHY]
+    gp0 = f[_GPREV]
+    gp1 = f[_GPREV + 1]
+    gp2 = f[_GPREV + 2]
+    flight = f[_FLIGHT]
+    ti = f[_T_INIT]
+    var_av = f[_VAR_AV]
+    var_hd = f[_VAR_HD]
+    cnt = st[_N]
+    q_init = st[_Q_INIT]
+    axes_ok = st[_AXES_OK]
+    n_stat = st[_N_STAT]
+    upd = st[_UPD]
+    ncor = st[_NCOR]
+    sct = st[_SCT]
+    rates = p.rate_outputs
+    msub = min(n, _SUB)
+    s_fx = np.empty(msub + 1)
+    s_fy = np.empty(msub + 1)
+    s_lz = np.empty(msub)
+    s_tz = np.empty(msub)
+    s_ok = np.empty(msub, dtype=np.bool_)
+    s_tok = np.empty(msub, dtype=np.bool_)
+    s_a0 = np.empty(msub)
+    s_a1 = np.empty(msub)
+    s_inc = np.empty(3 * msub)
+    s_r = np.empty((9, msub))
+    s_w = np.empty((3, msub))
+    s_roll = np.empty(msub)
+    j0 = 0
+    while j0 < n:
+        # segment: up to _SUB samples, ending at the next axes update (its last sample)
+        j1 = min(n, j0 + _SUB)
+        if not known:
+            j1 = min(j1, j0 + every - upd)
+        m = j1 - j0
+        first = -1
+        if known and cnt == 0:
+            axes_ok = 1
+            gx = vx * G
+            gy = vy * G
+            gz = vz * G
+        c_start = cnt
+        # ---- (1) orientation -----------------------------------------------------------
+        for j in range(j0, j1):
+            ax = acc[j, 0]
+            ay = acc[j, 1]
+            az = acc[j, 2]
+            restart = q_init == 0 or flag[j] == 1
+            if restart:
+                # tilt from this sample's acc, yaw 0 (q rotates acc onto +z)
+                na = math.sqrt(ax * ax + ay * ay + az * az)
+                if na > 1e-6:
+                    ux = ax / na
+                    uy = ay / na
+                    uz = az / na
+                    if uz > -0.999999:
+                        qw = 1.0 + uz
+                        qx = uy
+                        qy = -ux
+                        qz = 0.0
+                    else:
+                        qw, qx, qy, qz = 0.0, 1.0, 0.0, 0.0
+                    nq = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+                    qw /= nq
+                    qx /= nq
+                    qy /= nq
+                    qz /= nq
+                    q_init = 1
+                    ti = 0.0
+                    ex = 0.0
+                    ey = 0.0
+            g0 = gyr[j, 0]
+            g1 = gyr[j, 1]
+            g2 = gyr[j, 2]
+            if restart:
+                gp0 = g0
+                gp1 = g1
+                gp2 = g2
+            gxr = g0 - bx
+            gyr_ = g1 - by
+            gzr = g2 - bz
+            # body-rate integration over [t_j-1, t_j]: q <- q * exp(w dt / 2) with the mean of the
+            # two rate samples (trapezoid: no half-sample lag) and exp to second order
+            hx = hdt * (0.5 * (g0 + gp0) - bx)
+            hy = hdt * (0.5 * (g1 + gp1) - by)
+            hz = hdt * (0.5 * (g2 + gp2) - bz)
+            gp0 = g0
+            gp1 = g1
+            gp2 = g2
+            h0 = 1.0 - 0.5 * (hx * hx + hy * hy + hz * hz)
+            nw = qw * h0 - qx * hx - qy * hy - qz * hz
+            nx = qx * h0 + qw * hx + qy * hz - qz * hy
+            ny = qy * h0 + qw * hy - qx * hz + qz * hx
+            nz = qz * h0 + qw * hz + qx * hy - qy * hx
+            qw = nw
+            qx = nx
+            qy = ny
+            qz = nz
+            ncor += 1
+            if ncor >= every_c:
+                # drift correction every ``correct_every_s`` (keeps the per-sample dependency
+                # chain short): world tilt correction [1, kp e T / 2] (left multiply) with the
+                # stride-averaged error e = LP((a_w / g) x z), the bias integral, exact renormalisation
+                ncor = 0
+                ramp = max(1.0 - ti * inv_ramp, 0.0)
+                kp = kp_final + kp_span * ramp
+                cx = 0.5 * kp * dt_c * ex
+                cy = 0.5 * kp * dt_c * ey
+                qw = nw - cx * nx - cy * ny
+                qx = nx + cx * nw + cy * nz
+                qy = ny + cy * nw - cx * nz
+                qz = nz + cx * ny - cy * nx
+                nq = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+                qw *= nq
+                qx *= nq
+                qy *= nq
+                qz *= nq
+                if ramp == 0.0:
+                    # b -= ki T R^T e (deg/s), R^T e from the (unit) quaternion
+                    e0 = (1.0 - 2.0 * (qy * qy + qz * qz)) * ex + 2.0 * (qx * qy + qw * qz) * ey
+                    e1 = 2.0 * (qx * qy - qw * qz) * ex + (1.0 - 2.0 * (qx * qx + qz * qz)) * ey
+                    e2 = 2.0 * (qx * qz + qw * qy) * ex + 2.0 * (qy * qz - qw * qx) * ey
+                    bx -= kb_c * e0
+                    by -= kb_c * e1
+                    bz -= kb_c * e2
+            # rotation matrix of the (not renormalised) q, homogeneous form R |q|^2, scaled by
+            # 1/|q|^2 ~ 2 - |q|^2 (|q|^2 - 1 = O(every_c |w dt / 2|^2), residual its square)
+            sww = qw * qw
+            sxx = qx * qx
+            syy = qy * qy
+            szz = qz * qz
+            sc = 2.0 - (sww + sxx + syy + szz)
+            s2 = 2.0 * sc
+            r00 = (sww + sxx - syy - szz) * sc
+            r11 = (sww - sxx + syy - szz) * sc
+            r22 = (sww - sxx - syy + szz) * sc
+            xy = qx * qy
+            xz = qx * qz
+            yz = qy * qz
+            wx_ = qw * qx
+            wy_ = qw * qy
+            wz_ = qw * qz
+            r01 = (xy - wz_) * s2
+            r02 = (xz + wy_) * s2
+            r10 = (xy + wz_) * s2
+            r12 = (yz - wx_) * s2
+            r20 = (xz - wy_) * s2
+            r21 = (yz + wx_) * s2
+            aw0 = r00 * ax + r01 * ay + r02 * az
+            aw1 = r10 * ax + r11 * ay + r12 * az
+            fv = r20 * ax + r21 * ay + r22 * az
+            ex += a_err * (aw1 * (1.0 / G) - ex)
+            ey += a_err * (-aw0 * (1.0 / G) - ey)
+            ti += dt
+            wx = gxr
+            wy = gyr_
+            wz = gzr
+            sig[j, SIG_F_V] = fv
+            if rates:
+                sig[j, SIG_YAW_RATE] = r20 * wx + r21 * wy + r22 * wz
+            i = j - j0
+            if cnt == 0:
+                first = i
+            s_a0[i] = aw0
+            s_a1[i] = aw1
+            s_tok[i] = not ti < warm
+            s_r[0, i] = r00
+            s_r[1, i] = r01
+            s_r[2, i] = r02
+            s_r[3, i] = r10
+            s_r[4, i] = r11
+            s_r[5, i] = r12
+            s_r[6, i] = r20
+            s_r[7, i] = r21
+            s_r[8, i] = r22
+            s_w[0, i] = wx
+            s_w[1, i] = wy
+            s_w[2, i] = wz
+            cnt += 1
+        # ---- (2) alignment statistics (the axes before a possible update at j1 - 1) -------
+        o_apx = apx
+        o_apy = apy
+        o_apz = apz
+        o_mlx = mlx
+        o_mly = mly
+        o_mlz = mlz
+        o_ok = axes_ok
+        cnt = c_start
+        for j in range(j0, j1):
+            ax = acc[j, 0]
+            ay = acc[j, 1]
+            az = acc[j, 2]
+            if not known:
+                al = 1.0 / (cnt + 1.0) if cnt + 1.0 < n_mount else a_mount
+                gx += al * (ax - gx)
+                gy += al * (ay - gy)
+                gz += al * (az - gz)
+                if cnt == 0:
+                    ng = math.sqrt(gx * gx + gy * gy + gz * gz)
+                    if ng > 1e-9:
+                        vx = gx / ng
+                        vy = gy / ng
+                        vz = gz / ng
+            fv = sig[j, SIG_F_V]
+            # ---- running indicator (flight = specific force near 0) ----------------------------
+            fl = 1.0 if fv < flight_lvl else 0.0
+            flight += a_flight * (fl - flight)
+            # ---- alignment statistics (vertical v refreshed with the axes) -------------------
+            if not known:
+                dx = ax - gx
+                dy = ay - gy
+                dz = az - gz
+                d0 += a_stat * (dx - d0)
+                d1 += a_stat * (dy - d1)
+                d2 += a_stat * (dz - d2)
+                sct += 1
+                if sct >= every_s:
+                    # statistics at ~100 Hz (every_s samples): the 6 Hz low-passed input does not
+                    # need more, the derivative is taken over the same interval
+                    sct = 0
+                    av = d0 * vx + d1 * vy + d2 * vz
+                    hx_ = d0 - av * vx
+                    hy_ = d1 - av * vy
+                    hz_ = d2 - av * vz
+                    if cnt > 0:
+                        am = 1.0 / (n_stat + 1.0) if n_stat + 1.0 < n_mount_s else a_mount_s
+                        n_stat += 1
+                        c0 += am * (hx_ * hx_ - c0)
+                        c1 += am * (hx_ * hy_ - c1)
+                        c2 += am * (hx_ * hz_ - c2)
+                        c3 += am * (hy_ * hy_ - c3)
+                        c4 += am * (hy_ * hz_ - c4)
+                        c5 += am * (hz_ * hz_ - c5)
+                        sav = av if flight > 0.03 else -av  # running: +, walking: -
+                        hdx = (hx_ - hp0) * fs_s
+                        hdy = (hy_ - hp1) * fs_s
+                        hdz = (hz_ - hp2) * fs_s
+                        w0 += am * (sav * hdx - w0)
+                        w1 += am * (sav * hdy - w1)
+                        w2 += am * (sav * hdz - w2)
+                        var_av += am * (av * av - var_av)
+                        var_hd += am * (hdx * hdx + hdy * hdy + hdz * hdz - var_hd)
+                    hp0 = hx_
+                    hp1 = hy_
+                    hp2 = hz_
+                upd += 1
+                if upd >= every:
+                    upd = 0
+                    f[_GLP] = gx
+                    f[_GLP + 1] = gy
+                    f[_GLP + 2] = gz
+                    f[_C] = c0
+                    f[_C + 1] = c1
+                    f[_C + 2] = c2
+                    f[_C + 3] = c3
+                    f[_C + 4] = c4
+                    f[_C + 5] = c5
+                    f[_W] = w0
+                    f[_W + 1] = w1
+                    f[_W + 2] = w2
+                    f[_VAR_AV] = var_av
+                    f[_VAR_HD] = var_hd
+                    st[_AXES_OK] = axes_ok
+                    _update_axes(f, st, p.rho_min)
+                    axes_ok = st[_AXES_OK]
+                    vx = f[_V]
+                    vy = f[_V + 1]
+                    vz = f[_V + 2]
+                    # this sample's horizontal part in the new vertical: the next derivative
+                    # (sign statistic) must not see the change of v as a step
+                    av = d0 * vx + d1 * vy + d2 * vz
+                    hp0 = d0 - av * vx
+                    hp1 = d1 - av * vy
+                    hp2 = d2 - av * vz
+                    apx = f[_AP]
+                    apy = f[_AP + 1]
+                    apz = f[_AP + 2]
+                    mlx = f[_ML]
+                    mly = f[_ML + 1]
+                    mlz = f[_ML + 2]
+            cnt += 1
+        # ---- (3) axis-dependent outputs (SIMD), (4) angles / AP / ML / yaw ---------------
+        s_fx[0] = yhx
+        s_fy[0] = yhy
+        _axis_outputs(
+            s_r,
+            s_w,
+            s_tok,
+            0,
+            m - 1,
+            o_apx,
+            o_apy,
+            o_apz,
+            o_mlx,
+            o_mly,
+            o_mlz,
+            o_ok,
+            s_fx,
+            s_fy,
+            s_lz,
+            s_tz,
+            s_ok,
+            s_roll,
+        )
+        _axis_outputs(
+            s_r,
+            s_w,
+            s_tok,
+            m - 1,
+            m,
+            apx,
+            apy,
+            apz,
+            mlx,
+            mly,
+            mlz,
+            axes_ok,
+            s_fx,
+            s_fy,
+            s_lz,
+            s_tz,
+            s_ok,
+            s_roll,
+        )
+        if rates:
+            for i in range(m):
+                sig[j0 + i, SIG_ROLL_RATE] = s_roll[i]
+        yaw_unw = _angle_outputs(
+            sig, j0, m, first, yaw_unw, s_fx, s_fy, s_lz, s_tz, s_ok, s_a0, s_a1, s_inc
+        )
+        yhx = s_fx[m]
+        yhy = s_fy[m]
+        j0 = j1
+
+    # ---- registers -> state --------------------------------------------------------------
+    f[_Q] = qw
+    f[_Q + 1] = qx
+    f[_Q + 2] = qy
+    f[_Q + 3] = qz
+    f[_BIAS] = bx
+    f[_BIAS + 1] = by
+    f[_BIAS + 2] = bz
+    f[_ELP] = ex
+    f[_ELP + 1] = ey
+    f[_ELP + 2] = ez
+    f[_GLP] = gx
+    f[_GLP + 1] = gy
+    f[_GLP + 2] = gz
+    f[_C] = c0
+    f[_C + 1] = c1
+    f[_C + 2] = c2
+    f[_C + 3] = c3
+    f[_C + 4] = c4
+    f[_C + 5] = c5
+    f[_W] = w0
+    f[_W + 1] = w1
+    f[_W + 2] = w2
+    f[_DLP] = d0
+    f[_DLP + 1] = d1
+    f[_DLP + 2] = d2
+    f[_HPREV] = hp0
+    f[_HPREV + 1] = hp1
+    f[_HPREV + 2] = hp2
+    f[_AP] = apx
+    f[_AP + 1] = apy
+    f[_AP + 2] = apz
+    f[_ML] = mlx
+    f[_ML + 1] = mly
+    f[_ML + 2] = mlz
+    f[_V] = vx
+    f[_V + 1] = vy
+    f[_V + 2] = vz
+    f[_YAW_UNW] = yaw_unw
+    f[_YHX] = yhx
+    f[_YHY] = yhy
+    f[_GPREV] = gp0
+    f[_GPREV + 1] = gp1
+    f[_GPREV + 2] = gp2
+    f[_FLIGHT] = flight
+    f[_T_INIT] = ti
+    f[_VAR_AV] = var_av
+    f[_VAR_HD] = var_hd
+    st[_N] = cnt
+    st[_Q_INIT] = q_init
+    st[_AXES_OK] = axes_ok
+    st[_N_STAT] = n_stat
+    st[_UPD] = upd
+    st[_NCOR] = ncor
+    st[_SCT] = sct
+    return sig, f, st
+
+
+@njit(**NJIT_OPTS)
+def _orient_kernel(
+    acc: NDArray[np.float64],
+    gyr: NDArray[np.float64],
+    flag: NDArray[np.int8],
+    has_gyro: bool,
+    fs: float,
+    p: OrientParams,
+    f: NDArray[np.float64],
+    st: NDArray[np.int64],
+    sig: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """Fills ``sig`` (n, N_SIG), allocated by the caller (numpy: huge pages for big arrays).
+
+    With gyro: :func:`_orient_gyro` (the sequential loop split into passes); accelerometer
+    only: :func:`_orient_kernel_seq`. Both update ``f`` / ``st`` in place."""
+    if has_gyro:
+        return _orient_gyro(acc, gyr, flag, fs, p, f, st, sig)
+    return _orient_kernel_seq(acc, gyr, flag, False, fs, p, f, st, sig)
 
 
 def orient(
