@@ -833,8 +833,6 @@ def _orient_kernel_seq(
 @njit(**_VEC_OPTS)
 def _axis_outputs(
     r: NDArray[np.float64],
-    w: NDArray[np.float64],
-    tok: NDArray[np.bool_],
     i0: int,
     i1: int,
     apx: float,
@@ -843,26 +841,50 @@ def _axis_outputs(
     mlx: float,
     mly: float,
     mlz: float,
-    axes_ok: int,
     fx: NDArray[np.float64],
     fy: NDArray[np.float64],
     lz: NDArray[np.float64],
     tz: NDArray[np.float64],
-    ok: NDArray[np.bool_],
-    roll: NDArray[np.float64],
 ) -> None:
     """Pelvis forward / left axes in the world from the per-sample rotation ``r`` (9, m) and
-    the mounting axes (constant over [i0, i1)); the roll rate from the body rate ``w`` (3, m)."""
+    the mounting axes (constant over [i0, i1))."""
     for i in range(i0, i1):
-        fwx = r[0, i] * apx + r[1, i] * apy + r[2, i] * apz
-        fwy = r[3, i] * apx + r[4, i] * apy + r[5, i] * apz
-        fwz = r[6, i] * apx + r[7, i] * apy + r[8, i] * apz
+        fx[i + 1] = r[0, i] * apx + r[1, i] * apy + r[2, i] * apz
+        fy[i + 1] = r[3, i] * apx + r[4, i] * apy + r[5, i] * apz
+        tz[i] = -(r[6, i] * apx + r[7, i] * apy + r[8, i] * apz)
         lz[i] = r[6, i] * mlx + r[7, i] * mly + r[8, i] * mlz
-        fx[i + 1] = fwx
-        fy[i + 1] = fwy
-        tz[i] = -fwz
-        ok[i] = tok[i] and axes_ok != 0
-        roll[i] = w[0, i] * apx + w[1, i] * apy + w[2, i] * apz
+
+
+@njit(**_VEC_OPTS)
+def _rotation_vec(q: NDArray[np.float64], m: int, r: NDArray[np.float64]) -> None:
+    """``r[:, i]`` = rotation matrix (row-major) of the quaternion ``q[:, i]``, i < m, by the
+    operations of the sequential kernel (homogeneous form scaled by ``2 - |q|^2``)."""
+    for i in range(m):
+        qw = q[0, i]
+        qx = q[1, i]
+        qy = q[2, i]
+        qz = q[3, i]
+        sww = qw * qw
+        sxx = qx * qx
+        syy = qy * qy
+        szz = qz * qz
+        sc = 2.0 - (sww + sxx + syy + szz)
+        s2 = 2.0 * sc
+        xy = qx * qy
+        xz = qx * qz
+        yz = qy * qz
+        wx_ = qw * qx
+        wy_ = qw * qy
+        wz_ = qw * qz
+        r[0, i] = (sww + sxx - syy - szz) * sc
+        r[1, i] = (xy - wz_) * s2
+        r[2, i] = (xz + wy_) * s2
+        r[3, i] = (xy + wz_) * s2
+        r[4, i] = (sww - sxx + syy - szz) * sc
+        r[5, i] = (yz - wx_) * s2
+        r[6, i] = (xz - wy_) * s2
+        r[7, i] = (yz + wx_) * s2
+        r[8, i] = (sww - sxx - syy + szz) * sc
 
 
 @njit(**NJIT_OPTS)
@@ -879,8 +901,8 @@ def _orient_gyro(
     """The gyro case of :func:`_orient_kernel_seq` split into passes (bit-identical results).
 
     Per segment (at most ``_SUB`` samples, ending at the next axes update): (1) the orientation
-    loop (quaternion, drift correction, R, specific force) keeps the per-sample rotation matrix
-    and rate in scratch; (2) the alignment-statistics loop (gravity, flight indicator, dynamic
+    loop (quaternion, drift correction, the two rows of R the tilt error needs) keeps the
+    per-sample quaternion and rate in scratch, the rotation matrices follow in a SIMD pass; (2) the alignment-statistics loop (gravity, flight indicator, dynamic
     acc, covariance / sign statistics, axes update at the segment's last sample); (3) the
     axis-dependent outputs with the axes valid at each sample (SIMD); (4) _angle_outputs.
     Each loop carries fewer values than the single loop (fewer register spills) and the
@@ -976,7 +998,7 @@ def _orient_gyro(
     s_inc = np.empty(3 * msub)
     s_r = np.empty((9, msub))
     s_w = np.empty((3, msub))
-    s_roll = np.empty(msub)
+    s_q = np.empty((4, msub))
     j0 = 0
     while j0 < n:
         # segment: up to _SUB samples, ending at the next axes update (its last sample)
@@ -1076,6 +1098,8 @@ def _orient_gyro(
                     bz -= kb_c * e2
             # rotation matrix of the (not renormalised) q, homogeneous form R |q|^2, scaled by
             # 1/|q|^2 ~ 2 - |q|^2 (|q|^2 - 1 = O(every_c |w dt / 2|^2), residual its square)
+            # the first two rows of R here (horizontal acc -> tilt error); the whole R of the
+            # same q (same operations) in _rotation_vec
             sww = qw * qw
             sxx = qx * qx
             syy = qy * qy
@@ -1084,7 +1108,6 @@ def _orient_gyro(
             s2 = 2.0 * sc
             r00 = (sww + sxx - syy - szz) * sc
             r11 = (sww - sxx + syy - szz) * sc
-            r22 = (sww - sxx - syy + szz) * sc
             xy = qx * qy
             xz = qx * qz
             yz = qy * qz
@@ -1095,39 +1118,26 @@ def _orient_gyro(
             r02 = (xz + wy_) * s2
             r10 = (xy + wz_) * s2
             r12 = (yz - wx_) * s2
-            r20 = (xz - wy_) * s2
-            r21 = (yz + wx_) * s2
             aw0 = r00 * ax + r01 * ay + r02 * az
             aw1 = r10 * ax + r11 * ay + r12 * az
-            fv = r20 * ax + r21 * ay + r22 * az
             ex += a_err * (aw1 * (1.0 / G) - ex)
             ey += a_err * (-aw0 * (1.0 / G) - ey)
             ti += dt
-            wx = gxr
-            wy = gyr_
-            wz = gzr
-            sig[j, SIG_F_V] = fv
-            if rates:
-                sig[j, SIG_YAW_RATE] = r20 * wx + r21 * wy + r22 * wz
             i = j - j0
             if cnt == 0:
                 first = i
             s_a0[i] = aw0
             s_a1[i] = aw1
             s_tok[i] = not ti < warm
-            s_r[0, i] = r00
-            s_r[1, i] = r01
-            s_r[2, i] = r02
-            s_r[3, i] = r10
-            s_r[4, i] = r11
-            s_r[5, i] = r12
-            s_r[6, i] = r20
-            s_r[7, i] = r21
-            s_r[8, i] = r22
-            s_w[0, i] = wx
-            s_w[1, i] = wy
-            s_w[2, i] = wz
+            s_q[0, i] = qw
+            s_q[1, i] = qx
+            s_q[2, i] = qy
+            s_q[3, i] = qz
+            s_w[0, i] = gxr
+            s_w[1, i] = gyr_
+            s_w[2, i] = gzr
             cnt += 1
+        _rotation_vec(s_q, m, s_r)
         # ---- (2) alignment statistics (the axes before a possible update at j1 - 1) -------
         o_apx = apx
         o_apy = apy
@@ -1135,7 +1145,6 @@ def _orient_gyro(
         o_mlx = mlx
         o_mly = mly
         o_mlz = mlz
-        o_ok = axes_ok
         cnt = c_start
         for j in range(j0, j1):
             ax = acc[j, 0]
@@ -1152,7 +1161,9 @@ def _orient_gyro(
                         vx = gx / ng
                         vy = gy / ng
                         vz = gz / ng
-            fv = sig[j, SIG_F_V]
+            i = j - j0
+            fv = s_r[6, i] * ax + s_r[7, i] * ay + s_r[8, i] * az
+            sig[j, SIG_F_V] = fv
             # ---- running indicator (flight = specific force near 0) ----------------------------
             fl = 1.0 if fv < flight_lvl else 0.0
             flight += a_flight * (fl - flight)
@@ -1229,53 +1240,21 @@ def _orient_gyro(
                     mlx = f[_ML]
                     mly = f[_ML + 1]
                     mlz = f[_ML + 2]
+            s_ok[i] = s_tok[i] and axes_ok != 0
+            if rates:
+                wx = s_w[0, i]
+                wy = s_w[1, i]
+                wz = s_w[2, i]
+                sig[j, SIG_YAW_RATE] = s_r[6, i] * wx + s_r[7, i] * wy + s_r[8, i] * wz
+                sig[j, SIG_ROLL_RATE] = wx * apx + wy * apy + wz * apz
             cnt += 1
         # ---- (3) axis-dependent outputs (SIMD), (4) angles / AP / ML / yaw ---------------
         s_fx[0] = yhx
         s_fy[0] = yhy
         _axis_outputs(
-            s_r,
-            s_w,
-            s_tok,
-            0,
-            m - 1,
-            o_apx,
-            o_apy,
-            o_apz,
-            o_mlx,
-            o_mly,
-            o_mlz,
-            o_ok,
-            s_fx,
-            s_fy,
-            s_lz,
-            s_tz,
-            s_ok,
-            s_roll,
+            s_r, 0, m - 1, o_apx, o_apy, o_apz, o_mlx, o_mly, o_mlz, s_fx, s_fy, s_lz, s_tz
         )
-        _axis_outputs(
-            s_r,
-            s_w,
-            s_tok,
-            m - 1,
-            m,
-            apx,
-            apy,
-            apz,
-            mlx,
-            mly,
-            mlz,
-            axes_ok,
-            s_fx,
-            s_fy,
-            s_lz,
-            s_tz,
-            s_ok,
-            s_roll,
-        )
-        if rates:
-            for i in range(m):
-                sig[j0 + i, SIG_ROLL_RATE] = s_roll[i]
+        _axis_outputs(s_r, m - 1, m, apx, apy, apz, mlx, mly, mlz, s_fx, s_fy, s_lz, s_tz)
         yaw_unw = _angle_outputs(
             sig, j0, m, first, yaw_unw, s_fx, s_fy, s_lz, s_tz, s_ok, s_a0, s_a1, s_inc
         )
