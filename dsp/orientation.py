@@ -657,6 +657,7 @@ def _orient_kernel_seq(
             # ---- running indicator (flight = specific force near 0) ----------------------------
             fl = 1.0 if fv < flight_lvl else 0.0
             flight += a_flight * (fl - flight)
+            flight = flight if flight > 1e-300 else 0.0  # (no subnormals, read only as > 0.03)
             # ---- alignment statistics (vertical v refreshed with the axes) -------------------
             if not known:
                 dx = ax - gx
@@ -1167,6 +1168,7 @@ def _orient_gyro(
             # ---- running indicator (flight = specific force near 0) ----------------------------
             fl = 1.0 if fv < flight_lvl else 0.0
             flight += a_flight * (fl - flight)
+            flight = flight if flight > 1e-300 else 0.0  # (no subnormals, read only as > 0.03)
             # ---- alignment statistics (vertical v refreshed with the axes) -------------------
             if not known:
                 dx = ax - gx
