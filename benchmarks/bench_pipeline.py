@@ -9,7 +9,8 @@ and cached as ``.npz`` in the temp directory (~20 s to generate). Offline = ``ds
 process are in the comment). ``analyze`` is one call of ``dsp.analyzer._pipeline_kernel``, which
 walks the recording in ``PIPELINE_BLOCK`` samples through the three stage kernels. ``--stages``
 also prints the per-kernel breakdown (``STAGES`` line, CPU seconds of each stage kernel, called
-per block as in the pipeline kernel). ``--feed`` also
+per block as in the pipeline kernel). ``--orient-warm`` prints the orientation kernel alone on the
+first hour, resampled beforehand, in 16 384-sample blocks (``ORIENT_WARM`` line). ``--feed`` also
 prints the per-call cost of the whole live path (``FEED`` line: ``imu.pipeline.Pipeline.feed_packets``
 = decoder + DSP + records + alerts, on 10 min of the run as 10-sample wire packets, 1 and 10 packets
 per call, without a sink and with an embedded SQLite store in a temp directory; CPU microseconds per
@@ -101,6 +102,30 @@ def stages(
     return {"resample": float(tot[0]), "orient": float(tot[1]), "gait": float(tot[2])}
 
 
+def orient_warm(
+    t: NDArray[np.float64], acc: NDArray[np.float64], gyr: NDArray[np.float64], fs: float
+) -> float:
+    """CPU ns per sample of the orientation kernel alone on the first hour, resampled beforehand
+    and fed in 16 384-sample blocks (no resampling / memory streaming in the figure)."""
+    n = min(t.size, int(3600 * fs))
+    rs = resample_initial_state()
+    cap = _resample_capacity(t[:n], fs, 0.25, rs.f, rs.i)
+    kb = np.empty(cap, dtype=np.int64)
+    ab = np.empty((cap, 3))
+    gb = np.empty((cap, 3))
+    fb = np.empty(cap, dtype=np.int8)
+    m = _resample_kernel(t[:n], acc[:n], gyr[:n], fs, 0.25, rs.f, rs.i, kb, ab, gb, fb)
+    blk = 16384
+    sb = np.full((blk, N_SIG), np.nan)
+    op = OrientParams(rate_outputs=False)
+    os_ = orient_initial_state()
+    c0 = time.thread_time()
+    for a in range(0, m, blk):
+        b = min(m, a + blk)
+        _orient_kernel(ab[a:b], gb[a:b], fb[a:b], True, fs, op, os_.f, os_.i, sb[: b - a])
+    return (time.thread_time() - c0) / m * 1e9
+
+
 def wire_packets(
     t: NDArray[np.float64], acc: NDArray[np.float64], gyr: NDArray[np.float64], n: int = 10
 ) -> list[bytes]:
@@ -149,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--stages", action="store_true", help="also print the per-kernel breakdown")
     ap.add_argument(
+        "--orient-warm",
+        action="store_true",
+        help="also print the orientation kernel alone on 1 h of cached resampled samples",
+    )
+    ap.add_argument(
         "--feed", action="store_true", help="also print the per-call cost of Pipeline.feed_packets"
     )
     args = ap.parse_args(argv)
@@ -177,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             + f" sum_s={tot:.3f} -> {t.size / tot:.3g} samples/s (CPU time, best of {len(st_runs)})"
         )
+    if args.orient_warm:
+        ow = min(orient_warm(t, acc, gyr, fs) for _ in range(max(1, args.repeat)))
+        print(f"ORIENT_WARM {ow:.1f} ns/sample (CPU, best of {max(1, args.repeat)})")
     if args.feed:
         m = int(10 * 60 * fs)
         packets = wire_packets(t[:m], acc[:m], gyr[:m])
