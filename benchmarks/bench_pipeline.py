@@ -6,8 +6,11 @@ marathon_s=<wall time of the 4 h run>``. The input is a 4 h, 200 Hz run of the p
 and cached as ``.npz`` in the temp directory (~20 s to generate). Offline = ``dsp.analyzer.analyze``
 (resample, alignment, orientation, events, metrics; numba kernels, one thread), best of
 ``--repeat`` runs (wall clock; the CPU time of the same run and the wall time of the first run in the
-process, which pays the first touch of fresh output memory, are in the comment). ``--stages`` also
-prints the per-kernel breakdown (``STAGES`` line, CPU seconds of each kernel call). ``--feed`` also
+process are in the comment). ``analyze`` is one call of ``dsp.analyzer._pipeline_kernel``, which
+walks the recording in ``PIPELINE_BLOCK`` samples through the three stage kernels. ``--stages``
+also prints the per-kernel breakdown (``STAGES`` line, CPU seconds of each stage kernel, called
+per block as in the pipeline kernel). ``--orient-warm`` prints the orientation kernel alone on the
+first hour, resampled beforehand, in 16 384-sample blocks (``ORIENT_WARM`` line). ``--feed`` also
 prints the per-call cost of the whole live path (``FEED`` line: ``imu.pipeline.Pipeline.feed_packets``
 = decoder + DSP + records + alerts, on 10 min of the run as 10-sample wire packets, 1 and 10 packets
 per call, without a sink and with an embedded SQLite store in a temp directory; CPU microseconds per
@@ -25,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from dsp.analyzer import GaitAnalyzer, analyze
+from dsp.analyzer import PIPELINE_BLOCK, GaitAnalyzer, analyze
 from dsp.gait import GaitParams, _gait_kernel, gait_coefficients, gait_initial_state
 from dsp.orientation import N_SIG, OrientParams, _orient_kernel, orient_initial_state
-from dsp.resample import resample_block, resample_initial_state
+from dsp.resample import _resample_capacity, _resample_kernel, resample_initial_state
 
 Arrays = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
@@ -50,36 +53,77 @@ def load_run(hours: float, fs: int = 200, seed: int = 11) -> Arrays:
 def stages(
     t: NDArray[np.float64], acc: NDArray[np.float64], gyr: NDArray[np.float64], fs: float
 ) -> dict[str, float]:
-    """CPU seconds of each kernel on the whole run (one call each, as in ``analyze``)."""
+    """CPU seconds of each stage kernel on the whole run, called per ``PIPELINE_BLOCK`` input
+    samples on reused buffers as inside ``dsp.analyzer._pipeline_kernel`` (``analyze``)."""
     clk = time.thread_time
+    blk = PIPELINE_BLOCK
     rs = resample_initial_state()
-    c0 = clk()
-    k, ra, rg, fl = resample_block(t, acc, gyr, fs, 0.25, rs.f, rs.i)
-    c1 = clk()
     os_ = orient_initial_state()
-    sig, _, _ = _orient_kernel(
-        ra, rg, fl, True, fs, OrientParams(), os_.f, os_.i, np.empty((ra.shape[0], N_SIG))
-    )
-    c2 = clk()
+    op = OrientParams(rate_outputs=False)
     gp = GaitParams()
     gs = gait_initial_state(fs)
-    _gait_kernel(
-        sig,
-        k,
-        fl,
-        True,
-        fs,
-        float(rs.f[1]),
-        gait_coefficients(fs, gp),
-        gp,
-        gs.f,
-        gs.i,
-        gs.ring,
-        gs.ics,
-        True,
-    )
-    c3 = clk()
-    return {"resample": c1 - c0, "orient": c2 - c1, "gait": c3 - c2}
+    coef = gait_coefficients(fs, gp)
+    sb = np.empty((0, N_SIG))
+    kb = np.empty(0, dtype=np.int64)
+    ab = gb = np.empty((0, 3))
+    fb = np.empty(0, dtype=np.int8)
+    tot = np.zeros(3)
+    for a in range(0, t.size, blk):
+        b = min(t.size, a + blk)
+        cap = _resample_capacity(t[a:b], fs, 0.25, rs.f, rs.i)
+        if cap > kb.shape[0]:
+            kb = np.empty(cap, dtype=np.int64)
+            ab = np.empty((cap, 3))
+            gb = np.empty((cap, 3))
+            fb = np.empty(cap, dtype=np.int8)
+            sb = np.full((cap, N_SIG), np.nan)
+        c0 = clk()
+        m = _resample_kernel(t[a:b], acc[a:b], gyr[a:b], fs, 0.25, rs.f, rs.i, kb, ab, gb, fb)
+        c1 = clk()
+        _orient_kernel(ab[:m], gb[:m], fb[:m], True, fs, op, os_.f, os_.i, sb[:m])
+        c2 = clk()
+        _gait_kernel(
+            sb[:m],
+            kb[:m],
+            fb[:m],
+            True,
+            fs,
+            float(rs.f[1]),
+            coef,
+            gp,
+            gs.f,
+            gs.i,
+            gs.ring,
+            gs.ics,
+            b == t.size,
+        )
+        c3 = clk()
+        tot += (c1 - c0, c2 - c1, c3 - c2)
+    return {"resample": float(tot[0]), "orient": float(tot[1]), "gait": float(tot[2])}
+
+
+def orient_warm(
+    t: NDArray[np.float64], acc: NDArray[np.float64], gyr: NDArray[np.float64], fs: float
+) -> float:
+    """CPU ns per sample of the orientation kernel alone on the first hour, resampled beforehand
+    and fed in 16 384-sample blocks (no resampling / memory streaming in the figure)."""
+    n = min(t.size, int(3600 * fs))
+    rs = resample_initial_state()
+    cap = _resample_capacity(t[:n], fs, 0.25, rs.f, rs.i)
+    kb = np.empty(cap, dtype=np.int64)
+    ab = np.empty((cap, 3))
+    gb = np.empty((cap, 3))
+    fb = np.empty(cap, dtype=np.int8)
+    m = _resample_kernel(t[:n], acc[:n], gyr[:n], fs, 0.25, rs.f, rs.i, kb, ab, gb, fb)
+    blk = 16384
+    sb = np.full((blk, N_SIG), np.nan)
+    op = OrientParams(rate_outputs=False)
+    os_ = orient_initial_state()
+    c0 = time.thread_time()
+    for a in range(0, m, blk):
+        b = min(m, a + blk)
+        _orient_kernel(ab[a:b], gb[a:b], fb[a:b], True, fs, op, os_.f, os_.i, sb[: b - a])
+    return (time.thread_time() - c0) / m * 1e9
 
 
 def wire_packets(
@@ -130,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--stages", action="store_true", help="also print the per-kernel breakdown")
     ap.add_argument(
+        "--orient-warm",
+        action="store_true",
+        help="also print the orientation kernel alone on 1 h of cached resampled samples",
+    )
+    ap.add_argument(
         "--feed", action="store_true", help="also print the per-call cost of Pipeline.feed_packets"
     )
     args = ap.parse_args(argv)
@@ -158,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             + f" sum_s={tot:.3f} -> {t.size / tot:.3g} samples/s (CPU time, best of {len(st_runs)})"
         )
+    if args.orient_warm:
+        ow = min(orient_warm(t, acc, gyr, fs) for _ in range(max(1, args.repeat)))
+        print(f"ORIENT_WARM {ow:.1f} ns/sample (CPU, best of {max(1, args.repeat)})")
     if args.feed:
         m = int(10 * 60 * fs)
         packets = wire_packets(t[:m], acc[:m], gyr[:m])

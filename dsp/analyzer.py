@@ -24,22 +24,136 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
+from dsp._config import NJIT_OPTS
 from dsp.errors import InputValidationError
-from dsp.gait import GaitParams, GaitState, _gait_kernel, gait_coefficients, gait_initial_state
+from dsp.gait import (
+    N_STEP_COLS,
+    GaitParams,
+    GaitState,
+    _gait_kernel,
+    gait_coefficients,
+    gait_initial_state,
+)
 from dsp.orientation import (
     N_SIG,
+    SIG_ROLL_RATE,
+    SIG_YAW_RATE,
     OrientParams,
     OrientState,
     _orient_kernel,
     alignment_info,
     orient_initial_state,
 )
-from dsp.resample import ResampleState, resample_block, resample_initial_state
+from dsp.resample import (
+    ResampleState,
+    _resample_capacity,
+    _resample_kernel,
+    resample_initial_state,
+)
 from dsp.types import EVENT_DTYPE, STEP_DTYPE
 
 _N_RATE_EST = 64  # samples used to estimate the rate when sample_rate_hz is None
+PIPELINE_BLOCK = 4096
+"""Input samples per block inside :func:`_pipeline_kernel`: the block's resampled samples and
+orientation signals (~120 B per sample) stay in the L2 cache between the three stages."""
+
+
+@njit(**NJIT_OPTS)
+def _append_rows(dst: NDArray[np.float64], n: int, src: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``dst[n : n + len(src)] = src``, growing ``dst`` (doubling) when needed."""
+    m = src.shape[0]
+    if n + m > dst.shape[0]:
+        new = np.empty((max(2 * dst.shape[0], n + m), dst.shape[1]))
+        new[:n] = dst[:n]
+        dst = new
+    dst[n : n + m] = src
+    return dst
+
+
+@njit(**NJIT_OPTS)
+def _pipeline_kernel(
+    t: NDArray[np.float64],
+    acc: NDArray[np.float64],
+    gyr: NDArray[np.float64],
+    has_gyro: bool,
+    fs: float,
+    max_gap_s: float,
+    rs_f: NDArray[np.float64],
+    rs_i: NDArray[np.int64],
+    op: OrientParams,
+    os_f: NDArray[np.float64],
+    os_i: NDArray[np.int64],
+    coef: NDArray[np.float64],
+    gp: GaitParams,
+    gs_f: NDArray[np.float64],
+    gs_i: NDArray[np.int64],
+    ring: NDArray[np.float64],
+    ics: NDArray[np.float64],
+    finish: bool,
+    block: int,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """resample -> align + orient -> gait on one input chunk; all states are updated in place.
+
+    The chunk is walked in blocks of ``block`` input samples and the three stage kernels run
+    per block on small reused buffers (they stay in cache; nothing of the size of the recording
+    is allocated). By chunk invariance of every stage this is exactly the result of one call of
+    each kernel on the whole chunk. ``finish`` (end of stream) applies after the last block.
+    Returns the event rows (time, kind, side) and the step rows (``N_STEP_COLS``).
+    """
+    n = t.shape[0]
+    cap = 0
+    k_buf = np.empty(0, dtype=np.int64)
+    a_buf = np.empty((0, 3))
+    g_buf = np.empty((0, 3))
+    f_buf = np.empty(0, dtype=np.int8)
+    s_buf = np.empty((0, N_SIG))
+    ev_all = np.empty((16, 3))
+    st_all = np.empty((16, N_STEP_COLS))
+    ne = 0
+    ns = 0
+    a = 0
+    while True:
+        b = min(n, a + block)
+        tb = t[a:b]
+        c = _resample_capacity(tb, fs, max_gap_s, rs_f, rs_i)
+        if c > cap:
+            cap = max(c, min(block, n) + 8)
+            k_buf = np.empty(cap, dtype=np.int64)
+            a_buf = np.empty((cap, 3))
+            g_buf = np.empty((cap, 3))
+            f_buf = np.empty(cap, dtype=np.int8)
+            s_buf = np.empty((cap, N_SIG))
+            s_buf[:, SIG_YAW_RATE:] = np.nan  # stay NaN when op.rate_outputs is False
+        m = _resample_kernel(
+            tb, acc[a:b], gyr[a:b], fs, max_gap_s, rs_f, rs_i, k_buf, a_buf, g_buf, f_buf
+        )
+        _orient_kernel(a_buf[:m], g_buf[:m], f_buf[:m], has_gyro, fs, op, os_f, os_i, s_buf[:m])
+        ev, steps, _, _, _, _ = _gait_kernel(
+            s_buf[:m],
+            k_buf[:m],
+            f_buf[:m],
+            has_gyro,
+            fs,
+            rs_f[1],
+            coef,
+            gp,
+            gs_f,
+            gs_i,
+            ring,
+            ics,
+            finish and b == n,
+        )
+        ev_all = _append_rows(ev_all, ne, ev)
+        ne += ev.shape[0]
+        st_all = _append_rows(st_all, ns, steps)
+        ns += steps.shape[0]
+        a = b
+        if a >= n:
+            break
+    return ev_all[:ne], st_all[:ns]
 
 
 @dataclass(frozen=True)
@@ -155,7 +269,9 @@ class GaitAnalyzer:
         self._nbuf = 0
         self._rs: ResampleState = resample_initial_state()
         known = self.params.forward_axis is not None and self.params.up_axis is not None
-        self._op = self.params.orient._replace(known_axes=known)
+        # the yaw / roll rate columns are computed only when the gait stage reads them
+        rates = self.params.gait.side_signal in (SIG_YAW_RATE, SIG_ROLL_RATE)
+        self._op = self.params.orient._replace(known_axes=known, rate_outputs=rates)
         self._os: OrientState = orient_initial_state(
             None if self.params.forward_axis is None else np.asarray(self.params.forward_axis),
             None if self.params.up_axis is None else np.asarray(self.params.up_axis),
@@ -202,30 +318,20 @@ class GaitAnalyzer:
         assert self._fs is not None
         assert self._gs is not None
         assert self._coef is not None
-        fs = self._fs
-        # kernel states are mutated in place; outputs are allocated here by numpy
-        k, ra, rg, fl = resample_block(t, a, g, fs, self.params.max_gap_s, self._rs.f, self._rs.i)
-        sig, of, oi = _orient_kernel(
-            ra,
-            rg,
-            fl,
+        gs = self._gs
+        # one kernel call per push (the whole recording offline); states mutated in place
+        ev, steps = _pipeline_kernel(
+            t,
+            a,
+            g,
             self.has_gyro,
-            fs,
+            self._fs,
+            self.params.max_gap_s,
+            self._rs.f,
+            self._rs.i,
             self._op,
             self._os.f,
             self._os.i,
-            np.empty((ra.shape[0], N_SIG)),
-        )
-        self._os = OrientState(of, oi)
-        t0 = float(self._rs.f[1])
-        gs = self._gs
-        ev, steps, gf, gi, ring, ics = _gait_kernel(
-            sig,
-            k,
-            fl,
-            self.has_gyro,
-            fs,
-            t0,
             self._coef,
             self.params.gait,
             gs.f,
@@ -233,8 +339,8 @@ class GaitAnalyzer:
             gs.ring,
             gs.ics,
             finish,
+            PIPELINE_BLOCK,
         )
-        self._gs = GaitState(gf, gi, ring, ics)
         self._n_events += ev.shape[0]
         self._n_steps += steps.shape[0]
         return AnalyzerOutput(_to_events(ev), _to_steps(steps))

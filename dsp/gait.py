@@ -1023,7 +1023,9 @@ def _gait_kernel(
             n1 = d1
             n2 = d2
             thr_w = p.walk_thr_gps
-        f[_EMA] *= 1.0 - 1.0 / (5.0 * fs)
+        # (stops at ~1e-300: subnormals ~1 h after the last walking peak cost +20 ns / sample)
+        if f[_EMA] > 1e-300:
+            f[_EMA] *= 1.0 - 1.0 / (5.0 * fs)
         running_active = cnt - f[_LAST_RUN_IC] < p.run_hold_s * fs
         if not running_active and n1 > n2 and n1 >= n0 and n1 > max(thr_w, p.walk_rel * f[_EMA]):
             den = d2 - 2.0 * d1 + d0
