@@ -3,7 +3,7 @@
 Prints ONE line: ``BENCH samples_per_s=<offline, one core> packet_p99_ms=<live, 20-sample packets>
 marathon_s=<wall time of the 4 h run>``. The input is a 4 h, 200 Hz run of the project simulator
 (``simulators.simulate_run``: random mounting, noise, gyro bias, clock jitter/drift), generated once
-and cached as ``.npz`` in the temp directory (~20 s to generate). Offline = ``dsp.analyzer.analyze``
+and cached as ``.npz`` in the temp directory, keyed by a hash of the simulator source (~20 s to generate). Offline = ``dsp.analyzer.analyze``
 (resample, alignment, orientation, events, metrics; numba kernels, one thread), best of
 ``--repeat`` runs (wall clock; the CPU time of the same run and the wall time of the first run in the
 process are in the comment). ``analyze`` is one call of ``dsp.analyzer._pipeline_kernel``, which
@@ -20,6 +20,7 @@ call, best of ``--repeat``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tempfile
 import time
@@ -37,8 +38,13 @@ Arrays = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
 
 def load_run(hours: float, fs: int = 200, seed: int = 11) -> Arrays:
-    """Simulated run (cached in the temp directory)."""
-    path = Path(tempfile.gettempdir()) / f"imu_bench_sim_{hours:g}h_{fs}hz_s{seed}.npz"
+    """Simulated run (cached in the temp directory, keyed by the simulator's source code)."""
+    import simulators
+
+    src = sorted(Path(simulators.__file__).parent.glob("*.py"))
+    version = hashlib.sha256(b"".join(f.read_bytes() for f in src)).hexdigest()[:12]
+    name = f"imu_bench_sim_{hours:g}h_{fs}hz_s{seed}_{version}.npz"
+    path = Path(tempfile.gettempdir()) / name
     if path.exists():
         d = np.load(path)
         return d["t"], d["acc"], d["gyr"]
