@@ -146,6 +146,20 @@ def test_reorder_fast_window_skips_ble_loss_without_waiting() -> None:
     assert buf.held == 0
 
 
+def test_default_fast_window_fixes_swap_across_batches_and_skips_loss_at_next_packet() -> None:
+    from imu.server import ServerConfig
+
+    fast = ServerConfig().reorder_fast_window
+    buf = ReorderBuffer(window=32, hold_s=1.0)
+    # batch 1 ends with packet 2, packet 1 comes first in batch 2 (an adjacent swap)
+    assert buf.push([_pkt(0), _pkt(2)], now_s=0.0, window=fast) == [_pkt(0)]
+    assert buf.push([_pkt(1), _pkt(3)], now_s=0.1, window=fast) == [_pkt(i) for i in (1, 2, 3)]
+    # packet 4 lost: 5 waits only until the next packet arrives (6), not for the window or hold
+    assert buf.push([_pkt(5)], now_s=0.2, window=fast) == []
+    assert buf.push([_pkt(6), _pkt(7)], now_s=0.3, window=fast) == [_pkt(i) for i in (5, 6, 7)]
+    assert (buf.skipped, buf.late, buf.duplicates) == (1, 0, 0)
+
+
 def test_server_uses_fast_window_only_while_batches_are_contiguous() -> None:
     from imu.server import BridgeServer, ServerConfig, _Session
 
