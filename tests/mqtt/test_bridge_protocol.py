@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -189,3 +190,42 @@ def test_partition_is_stable() -> None:
         partition_of(f"r{i}", 2) for i in range(6)
     ]
     assert {partition_of(f"r{i}", 4) for i in range(40)} == {0, 1, 2, 3}
+
+
+def test_threaded_sink_writes_queued_batches_in_one_call_and_isolates_a_bad_batch() -> None:
+    import threading
+
+    from imu.server import _ThreadedSink
+    from storage.records import Record
+
+    gate = threading.Event()
+    calls: list[list[int]] = []
+    attempts: list[list[int]] = []
+
+    class Sink:
+        def write(self, records: Sequence[Record]) -> None:
+            gate.wait(10)
+            times = [r.time_ns for r in records]
+            attempts.append(times)
+            if -1 in times:
+                raise ValueError("bad record")
+            calls.append(times)
+
+        def close(self) -> None:
+            pass
+
+    ts = _ThreadedSink(Sink())
+    ts.write([Record("steps", 0)])  # the writer thread blocks in this one
+    for t in range(1, 4):
+        ts.write([Record("steps", t)])
+    ts.write([Record("steps", -1)])
+    ts.write([Record("steps", 9)])
+    gate.set()
+    ts.close()
+    # what waited was written in one call (with or without batch 0, whichever the thread had
+    # taken); that call fails on the bad batch, then each batch alone: only the bad one is lost
+    combined = [a for a in attempts if len(a) > 1]
+    assert len(combined) == 1
+    assert combined[0][-5:] == [1, 2, 3, -1, 9]
+    assert calls == [[0], [1], [2], [3], [9]]
+    assert ts.errors == 1
