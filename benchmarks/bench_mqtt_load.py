@@ -368,6 +368,7 @@ def run_one(
     serve_args += (
         ["--store", str(workdir / f"bench-{n_runners}.db")] if args.store else ["--no-store"]
     )
+    serve_args += [a for arg in args.server_arg for a in arg.split()]
     slog = (workdir / f"server-{n_runners}.log").open("wb")
     server = subprocess.Popen(serve_args, cwd=ROOT, stdout=slog, stderr=subprocess.STDOUT)
     try:
@@ -587,6 +588,12 @@ def main() -> None:
         help="server writes to an embedded store (default --no-store)",
     )
     ap.add_argument("--mqtt", help="use this loopback broker instead of starting one")
+    ap.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra 'imu serve' option(s), e.g. --server-arg='--step-sync 0' (repeatable)",
+    )
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="also print each result as JSON")
     args = ap.parse_args()
