@@ -364,9 +364,9 @@ def step_dicts(steps: npt.NDArray[Any]) -> list[dict[str, Any]]:
 
 def encode_steps(steps: npt.NDArray[Any], *, batch_seq: int | None) -> bytes:
     """``steps`` message: the steps a raw batch completed. ``batch`` = that batch's number."""
-    return json_bytes(
-        {"v": BRIDGE_VERSION, "type": "steps", "batch": batch_seq, "steps": step_dicts(steps)}
-    )
+    # step_dicts already maps NaN to None: no second pass through json_bytes' _finite
+    msg = {"v": BRIDGE_VERSION, "type": "steps", "batch": batch_seq, "steps": step_dicts(steps)}
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
 
 
 ALERT_FIELDS: Final = (

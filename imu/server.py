@@ -435,7 +435,204 @@ class _ThreadedSink:
 
 
 # --- MQTT client -------------------------------------------------------------------------------
-_READ_BURST: Final = 256  # MQTT packets read per socket wakeup at most
+_READ_BURST: Final = 256  # socket reads per wakeup at most
+_RECV_BYTES: Final = 1 << 18
+_PUBLISH_QOS1: Final = 0x32  # PUBLISH, QoS 1 (flags dup/retain masked off)
+_PUBACK: Final = 0x40
+
+
+class MqttStreamError(Exception):
+    """The broker's byte stream is not valid MQTT (the connection is dropped)."""
+
+
+def parse_mqtt_stream(
+    buf: bytes | bytearray, *, v5: bool
+) -> tuple[int, list[tuple[int, bytes | bytearray, bytes | bytearray, int]]]:
+    """Split complete MQTT packets off the front of ``buf``.
+
+    Returns ``(bytes consumed, packets)``; a packet is ``(first byte, topic, payload, packet id)``
+    for a PUBLISH with QoS 1 (v5 properties skipped), else ``(first byte, b"", body, -1)`` (the
+    variable header and payload after the fixed header). An incomplete packet at the end is left
+    for the next call.
+    """
+    out: list[tuple[int, bytes | bytearray, bytes | bytearray, int]] = []
+    n = len(buf)
+    pos = 0
+    while n - pos >= 2:
+        cmd = buf[pos]
+        i = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if i >= n:
+                return pos, out
+            b = buf[i]
+            i += 1
+            length |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MqttStreamError("remaining length longer than 4 bytes")
+        end = i + length
+        if end > n:
+            break
+        if cmd & 0xF6 == _PUBLISH_QOS1:
+            j = i + 2 + ((buf[i] << 8) | buf[i + 1]) if length >= 2 else end + 1
+            if j + 2 > end:
+                raise MqttStreamError("PUBLISH shorter than its topic and packet id")
+            topic_bytes = buf[i + 2 : j]
+            mid = (buf[j] << 8) | buf[j + 1]
+            j += 2
+            if v5:
+                plen = 0
+                shift = 0
+                while True:
+                    if j >= end:
+                        raise MqttStreamError("PUBLISH properties truncated")
+                    b = buf[j]
+                    j += 1
+                    plen |= (b & 0x7F) << shift
+                    if not b & 0x80:
+                        break
+                    shift += 7
+                    if shift > 21:
+                        raise MqttStreamError("property length longer than 4 bytes")
+                j += plen
+                if j > end:
+                    raise MqttStreamError("PUBLISH properties longer than the packet")
+            out.append((cmd, topic_bytes, buf[j:end], mid))
+        else:
+            out.append((cmd, b"", buf[i:end], -1))
+        pos = end
+    return pos, out
+
+
+class _StreamReader:
+    """Replaces paho's ``_packet_read`` (3+ ``recv`` calls and a v5 ``Properties`` object per
+    message, then one ``send`` per PUBACK): one ``recv`` of up to 256 KiB, every complete QoS 1
+    PUBLISH handed to ``on_message`` directly, their PUBACKs sent together in one write after
+    the handler ran (at-least-once as before: a message is acknowledged once queued in
+    memory). Other packets (CONNACK, SUBACK, PUBACKs of our publishes, PINGRESP, DISCONNECT,
+    QoS 0/2 PUBLISH) go through paho's own ``_packet_handle``.
+    """
+
+    def __init__(self, paho: mqtt.Client, on_message: Callable[[str, bytes], None]) -> None:
+        self._paho = paho
+        self._on_message = on_message
+        self._buf = bytearray()
+        self._sock: object = None
+        self._v5 = paho.protocol == mqtt.MQTTv5
+
+    def packet_read(self) -> MQTTErrorCode:
+        paho = self._paho
+        if paho._sock is not self._sock:  # a new connection: drop the old one's partial packet
+            self._sock = paho._sock
+            self._buf.clear()
+        try:
+            data = paho._sock_recv(_RECV_BYTES)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:
+            paho._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not data:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        buf = self._buf
+        buf += data
+        with paho._msgtime_mutex:
+            paho._last_bytes_received = mqtt.time_func()
+        try:
+            used, packets = parse_mqtt_stream(buf, v5=self._v5)
+        except MqttStreamError as exc:
+            paho._easy_log(mqtt.MQTT_LOG_ERR, "malformed MQTT stream: %s", exc)
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        acks = bytearray()
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        for cmd, topic_bytes, body, mid in packets:
+            if mid >= 0:
+                try:
+                    name = bytes(topic_bytes).decode()
+                except UnicodeDecodeError:
+                    name = ""  # counted as bad_topic
+                self._on_message(name, bytes(body))
+                acks += bytes((_PUBACK, 2, mid >> 8, mid & 0xFF))
+                continue
+            if acks:
+                paho._packet_queue(_PUBACK, bytes(acks), 0, 0)
+                acks = bytearray()
+            paho._in_packet = _paho_in_packet(cmd, body)
+            try:
+                rc = paho._packet_handle()
+            except Exception as exc:  # paho raises MalformedPacket (and others) on bad input
+                paho._easy_log(mqtt.MQTT_LOG_ERR, "bad MQTT packet: %s", exc)
+                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+            finally:
+                paho._in_packet = _paho_in_packet(0, b"")
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        del buf[:used]
+        if acks:
+            paho._packet_queue(_PUBACK, bytes(acks), 0, 0)
+        return rc
+
+
+def _coalescing_writer(paho: mqtt.Client) -> Callable[[], MQTTErrorCode]:
+    """Replaces paho's ``_packet_write`` (one ``send`` per queued MQTT packet): queued packets
+    are joined into one ``send``; a QoS 0 PUBLISH or a DISCONNECT (which paho post-processes)
+    and a lone packet go through paho's own writer.
+    """
+    single_write = paho._packet_write
+
+    def packet_write() -> MQTTErrorCode:
+        out = paho._out_packet
+        while out:
+            batch = []
+            for pkt in out:
+                kind = pkt["command"] & 0xF0
+                if kind == 0xE0 or (kind == 0x30 and pkt["qos"] == 0) or len(batch) >= 1024:
+                    break
+                batch.append(pkt)
+            if len(batch) <= 1:
+                return single_write()
+            data = b"".join(memoryview(p["packet"])[p["pos"] :] for p in batch)
+            try:
+                sent = paho._sock_send(data)
+            except (AttributeError, ValueError):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                paho._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            with paho._msgtime_mutex:
+                paho._last_msg_out = mqtt.time_func()
+            for pkt in batch:
+                left = pkt["to_process"]
+                if sent < left:  # the socket buffer is full: the rest when writable again
+                    pkt["pos"] += sent
+                    pkt["to_process"] -= sent
+                    return MQTTErrorCode.MQTT_ERR_SUCCESS
+                sent -= left
+                pkt["pos"] += left
+                pkt["to_process"] = 0
+                out.popleft()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    return packet_write
+
+
+def _paho_in_packet(cmd: int, body: bytes | bytearray) -> Any:
+    return {
+        "command": cmd,
+        "have_remaining": 1 if cmd else 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": len(body),
+        "packet": bytearray(body),
+        "to_process": 0,
+        "pos": 0,
+    }
 
 
 class _DirectClient(aiomqtt.Client):
@@ -473,6 +670,9 @@ class _DirectClient(aiomqtt.Client):
             return rc
 
         paho.loop_read = loop_read_burst  # type: ignore[method-assign]
+        self._reader = _StreamReader(paho, on_message)
+        paho._packet_read = self._reader.packet_read  # type: ignore[method-assign]
+        paho._packet_write = _coalescing_writer(paho)  # type: ignore[method-assign]
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

@@ -229,3 +229,51 @@ def test_threaded_sink_writes_queued_batches_in_one_call_and_isolates_a_bad_batc
     assert combined[0][-5:] == [1, 2, 3, -1, 9]
     assert calls == [[0], [1], [2], [3], [9]]
     assert ts.errors == 1
+
+
+def _mqtt_packet(first: int, body: bytes) -> bytes:
+    n, length = len(body), bytearray()
+    while True:
+        n, b = n >> 7, n & 0x7F
+        length.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes([first, *length]) + body
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_mqtt_stream_parser_splits_any_chunking(v5: bool) -> None:
+    from imu.server import MqttStreamError, parse_mqtt_stream
+
+    def publish(topic: str, payload: bytes, mid: int, *, dup: bool = False) -> bytes:
+        t = topic.encode()
+        props = b"\x03\x01\x01\x00" if v5 else b""  # 3 bytes of properties (a made-up one)
+        body = len(t).to_bytes(2, "big") + t + mid.to_bytes(2, "big") + props + payload
+        return _mqtt_packet(0x32 | (0x08 if dup else 0), body)
+
+    big = bytes(range(256)) * 80  # remaining length needs 3 bytes
+    stream = (
+        publish("imu/a/s/raw", b"\x01\x02", 7)
+        + _mqtt_packet(0x40, b"\x00\x05")  # PUBACK of one of our publishes
+        + publish("imu/b/s/status", big, 65535, dup=True)
+        + _mqtt_packet(0xD0, b"")  # PINGRESP
+        + _mqtt_packet(0x30, b"\x00\x01x" + (b"\x00" if v5 else b"") + b"q0")  # QoS 0: to paho
+    )
+    want = [
+        (0x32, b"imu/a/s/raw", b"\x01\x02", 7),
+        (0x40, b"", b"\x00\x05", -1),
+        (0x3A, b"imu/b/s/status", big, 65535),
+        (0xD0, b"", b"", -1),
+        (0x30, b"", b"\x00\x01x" + (b"\x00" if v5 else b"") + b"q0", -1),
+    ]
+    for cut in [*range(40), len(stream) // 2, len(stream) - 1, len(stream)]:
+        buf = bytearray(stream[:cut])
+        used, got = parse_mqtt_stream(buf, v5=v5)
+        del buf[:used]
+        buf += stream[cut:]
+        used2, got2 = parse_mqtt_stream(buf, v5=v5)
+        assert used2 == len(buf)
+        assert [(c, bytes(t), bytes(p), m) for c, t, p, m in got + got2] == want
+    with pytest.raises(MqttStreamError):
+        parse_mqtt_stream(b"\x32\xff\xff\xff\xff\x01", v5=v5)  # 5-byte remaining length
+    with pytest.raises(MqttStreamError):
+        parse_mqtt_stream(_mqtt_packet(0x32, b"\x00\x09abc"), v5=v5)  # topic past the end
