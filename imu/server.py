@@ -113,7 +113,7 @@ class ServerConfig:
             pipeline work; sessions of one tick are processed back to back within a slice.
         stats_interval_s: period of the ``imu/_server/<id>/stats`` message (0 = never).
         steps_qos: QoS of ``steps`` messages (alerts and summaries always use QoS 1).
-        publishers: concurrent outgoing publishes (the PUBACK window).
+        publishers: outgoing QoS 1 messages awaiting their PUBACK at most (the window).
         publish_queue: bound of the outgoing queue (steps beyond it: drop_oldest).
         max_pending_packets: per-session bound of packets waiting for the pipeline.
         session_expiry_s: broker keeps the server's subscriptions and queued messages this long
@@ -818,10 +818,7 @@ class BridgeServer:
                     self._on_connected()
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._read_loop(client), name="imu-server.read")
-                        for k in range(self.cfg.publishers):
-                            tg.create_task(
-                                self._publish_loop(client), name=f"imu-server.publish[{k}]"
-                            )
+                        tg.create_task(self._publish_loop(client), name="imu-server.publish")
                         if self.cfg.stats_interval_s > 0:
                             tg.create_task(self._stats_loop(client), name="imu-server.stats")
             except* aiomqtt.MqttError as eg:
@@ -1178,21 +1175,45 @@ class BridgeServer:
         self._out_event.set()
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        """Publish the queue with paho directly, up to ``publishers`` QoS 1 messages unacknowledged.
+
+        (aiomqtt's ``publish`` costs a future and a task wakeup per message.) Messages not
+        acknowledged when the connection ends go back to the front of the queue, in order, and
+        are sent again after the reconnect.
+        """
         out = self._out
-        while True:
-            while not out:
-                self._out_event.clear()
-                await self._out_event.wait()
-            item = out.popleft()
-            try:
-                await client.publish(item.topic, item.payload, qos=item.qos)
-            except aiomqtt.MqttError:
-                out.appendleft(item)  # resent after the reconnect
-                self.counters["publish_errors"] += 1
-                raise
-            except asyncio.CancelledError:
-                out.appendleft(item)
-                raise
+        paho = client._client
+        window = max(1, self.cfg.publishers)
+        inflight: dict[int, _Out] = {}
+        aiomqtt_on_publish = paho.on_publish
+
+        # A PUBACK cannot come before publish() returns: paho only queues the packet (aiomqtt
+        # registered a socket writer) and everything runs in this thread.
+        def on_publish(c: mqtt.Client, u: Any, mid: int, rc: Any, props: Any) -> None:
+            if inflight.pop(mid, None) is None:
+                if aiomqtt_on_publish is not None:
+                    aiomqtt_on_publish(c, u, mid, rc, props)  # the stats publish's future
+            elif len(inflight) == window - 1:
+                self._out_event.set()
+
+        paho.on_publish = on_publish
+        try:
+            while True:
+                while not out or len(inflight) >= window:
+                    self._out_event.clear()
+                    await self._out_event.wait()
+                while out and len(inflight) < window:
+                    item = out.popleft()
+                    info = paho.publish(item.topic, item.payload, qos=item.qos)
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        out.appendleft(item)  # resent after the reconnect
+                        self.counters["publish_errors"] += 1
+                        raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+                    if item.qos:
+                        inflight[info.mid] = item
+        finally:
+            paho.on_publish = aiomqtt_on_publish
+            out.extendleft(reversed(list(inflight.values())))
 
     async def _stats_loop(self, client: aiomqtt.Client) -> None:
         t = server_stats_topic(self.cfg.server_id)
