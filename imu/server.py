@@ -587,7 +587,7 @@ def _coalescing_writer(paho: mqtt.Client) -> Callable[[], MQTTErrorCode]:
     def packet_write() -> MQTTErrorCode:
         out = paho._out_packet
         while out:
-            batch = []
+            batch: list[Any] = []
             for pkt in out:
                 kind = pkt["command"] & 0xF0
                 if kind == 0xE0 or (kind == 0x30 and pkt["qos"] == 0) or len(batch) >= 1024:
@@ -1185,7 +1185,7 @@ class BridgeServer:
         paho = client._client
         window = max(1, self.cfg.publishers)
         inflight: dict[int, _Out] = {}
-        aiomqtt_on_publish = paho.on_publish
+        aiomqtt_on_publish: Any = paho.on_publish
 
         # A PUBACK cannot come before publish() returns: paho only queues the packet (aiomqtt
         # registered a socket writer) and everything runs in this thread.
