@@ -277,3 +277,25 @@ def test_mqtt_stream_parser_splits_any_chunking(v5: bool) -> None:
         parse_mqtt_stream(b"\x32\xff\xff\xff\xff\x01", v5=v5)  # 5-byte remaining length
     with pytest.raises(MqttStreamError):
         parse_mqtt_stream(_mqtt_packet(0x32, b"\x00\x09abc"), v5=v5)  # topic past the end
+
+
+def test_encode_steps_is_the_json_of_step_dicts() -> None:
+    from dsp.types import STEP_DTYPE, STEP_METRICS
+    from firmware_interface.bridge import BRIDGE_VERSION, encode_steps, json_bytes, step_dicts
+
+    rng = np.random.default_rng(3)
+    steps = np.zeros(7, dtype=STEP_DTYPE)
+    steps["time_s"] = np.cumsum(rng.uniform(0.3, 0.4, 7)) + 1e5 * rng.random()
+    steps["side"] = [0, 1, 2, 1, 2, 1, 2]
+    steps["activity"] = [0, 1, 2, 2, 2, 1, 2]
+    for m in STEP_METRICS:
+        steps[m] = rng.normal(0, 10, 7) * 10.0 ** rng.integers(-8, 8, 7)
+    steps["pelvic_drop_deg"][2] = np.nan
+    steps["braking_mps2"][[0, 5]] = np.nan
+    steps["cadence_spm"][6] = np.inf
+    for seq in (None, 0, 4_000_000_000):
+        for part in (steps, steps[:1], steps[:0]):
+            want = json_bytes(
+                {"v": BRIDGE_VERSION, "type": "steps", "batch": seq, "steps": step_dicts(part)}
+            )
+            assert encode_steps(part, batch_seq=seq) == want
