@@ -37,6 +37,7 @@ Steps of the first ``--warmup`` seconds are not counted (numba compilation in a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -71,6 +72,107 @@ def _machine_cpu_s() -> float:
 
 
 # --- load generator (child process) --------------------------------------------------------------
+def _mqtt_packet(first: int, body: bytes) -> bytes:
+    n, length = len(body), bytearray()
+    while True:
+        n, b = n >> 7, n & 0x7F
+        length.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes([first, *length]) + body
+
+
+def _str16(b: bytes) -> bytes:
+    return len(b).to_bytes(2, "big") + b
+
+
+class _RawMqtt:
+    """A minimal MQTT 3.1.1 client for the load generator: QoS 1 publishes pre-encoded and sent
+    back to back in one ``sendall`` per due group, PUBACKs and incoming PUBLISHes parsed by
+    :func:`imu.server.parse_mqtt_stream` in a reader thread. (paho costs ~4x more CPU per message,
+    which on the 2-core VM came out of the server's share.)
+    """
+
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        on_puback: Any,
+        on_message: Any,
+    ) -> None:
+        import threading
+
+        self._sock = socket.create_connection(("127.0.0.1", port))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._send_lock = threading.Lock()
+        self._on_puback = on_puback
+        self._on_message = on_message
+        self._mid = 0
+        body = _str16(b"MQTT") + bytes((4, 0x02)) + (0).to_bytes(2, "big")  # clean, no keepalive
+        self._sock.sendall(_mqtt_packet(0x10, body + _str16(client_id.encode())))
+        connack = self._sock.recv(4)
+        if len(connack) != 4 or connack[0] != 0x20 or connack[3] != 0:
+            raise RuntimeError(f"CONNACK refused: {connack!r}")
+        self.subacks = 0
+        self._reader = threading.Thread(target=self._read, name="lg-reader", daemon=True)
+        self._reader.start()
+
+    def next_mid(self) -> int:
+        self._mid = self._mid % 65535 + 1
+        return self._mid
+
+    @staticmethod
+    def publish_packet(topic_b: bytes, payload: bytes, mid: int) -> bytes:
+        return _mqtt_packet(0x32, _str16(topic_b) + mid.to_bytes(2, "big") + payload)
+
+    def send(self, data: bytes) -> None:
+        with self._send_lock:
+            self._sock.sendall(data)
+
+    def subscribe(self, topics: list[str], qos: int) -> None:
+        body = self.next_mid().to_bytes(2, "big")
+        body += b"".join(_str16(t.encode()) + bytes((qos,)) for t in topics)
+        self.send(_mqtt_packet(0x82, body))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.send(b"\xe0\x00")  # DISCONNECT
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._reader.join(5)
+        self._sock.close()
+
+    def _read(self) -> None:
+        from imu.server import parse_mqtt_stream
+
+        buf = bytearray()
+        while True:
+            try:
+                data = self._sock.recv(1 << 18)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            used, packets = parse_mqtt_stream(buf, v5=False)
+            acks = bytearray()
+            for cmd, topic_b, body, mid in packets:
+                kind = cmd & 0xF0
+                if kind == 0x40:  # PUBACK of one of our publishes
+                    self._on_puback((body[0] << 8) | body[1])
+                elif kind == 0x90:
+                    self.subacks += 1
+                elif kind == 0x30:
+                    if mid < 0:  # QoS 0: topic still in the body
+                        n = (body[0] << 8) | body[1]
+                        topic_b, body = body[2 : 2 + n], body[2 + n :]
+                    else:
+                        acks += bytes((0x40, 2, mid >> 8, mid & 0xFF))
+                    self._on_message(bytes(topic_b).decode(), bytes(body))
+            del buf[:used]
+            if acks:
+                self.send(bytes(acks))
+
+
 def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     """ONE paho connection (network thread) publishes and subscribes for all of this process's phones.
 
@@ -81,9 +183,6 @@ def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     PUBACKs are counted in ``on_publish``; steps arrive on per-runner subscriptions.
     """
     import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
 
     from firmware_interface.bridge import Status, encode_raw_batch, encode_status, topic
 
@@ -149,25 +248,19 @@ def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         j = int(np.searchsorted(end_t, t_data - 1e-9))
         return (j - runners[i]["offset"]) // ppb
 
-    early: set[int] = set()  # PUBACKs that arrived before publish() returned the mid
-
-    def on_publish(c: Any, u: Any, mid: int, rc: Any, props: Any) -> None:
-        if getattr(rc, "is_failure", False):
-            return
+    def on_ack(mid: int) -> None:
         with lock:
             item = mids.pop(mid, None)
-            if item is None:
-                early.add(mid)
-            else:
+            if item is not None:
                 acked[item[0]] += item[1]
 
-    def on_message(c: Any, u: Any, msg: Any) -> None:
+    def on_message(topic_name: str, payload: bytes) -> None:
         now = time.monotonic()
-        i = by_topic.get(msg.topic)
+        i = by_topic.get(topic_name)
         if i is None:
             return
         r = runners[i]
-        obj = json.loads(msg.payload)
+        obj = json.loads(payload)
         if obj["type"] == "steps":
             b = obj.get("batch")
             t_b = sent[i][b] if b is not None and 0 <= b < n_batches and sent[i][b] else math.nan
@@ -198,65 +291,106 @@ def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
             if n_done[0] == len(runners):
                 all_done.set()
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"lg-shared-{os.getpid()}",
-        protocol=mqtt.MQTTv5 if spec["phone_mqtt"] == "5" else mqtt.MQTTv311,
-    )
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.on_publish = on_publish
-    client.on_message = on_message
-    client.connect("127.0.0.1", spec["port"], keepalive=60)
-    sock = client.socket()
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    client.loop_start()
+    raw = spec["phone_mqtt"] == "3.1.1"
+    link: Any
+    if raw:
+        link = _RawMqtt(spec["port"], f"lg-raw-{os.getpid()}", on_ack, on_message)
 
-    def publish(t: str, payload: bytes, i: int, npk: int) -> None:
-        # never hold `lock` inside paho: its network thread calls on_publish with paho's locks held
-        info = client.publish(t, payload, qos=1)
-        with lock:
-            if info.mid in early:
-                early.discard(info.mid)
-                acked[i] += npk
-            else:
-                mids[info.mid] = (i, npk)
+        def publish_many(items: list[tuple[str, bytes, int, int]]) -> None:
+            data = []
+            with lock:
+                for t, payload, i, npk in items:
+                    mid = link.next_mid()
+                    mids[mid] = (i, npk)
+                    data.append(_RawMqtt.publish_packet(t.encode(), payload, mid))
+            link.send(b"".join(data))
+    else:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        link = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"lg-paho-{os.getpid()}", protocol=mqtt.MQTTv5
+        )
+        link.max_inflight_messages_set(1000)
+        link.max_queued_messages_set(0)
+        early: set[int] = set()  # PUBACKs that arrived before publish() returned the mid
+
+        def on_publish(c: Any, u: Any, mid: int, rc: Any, props: Any) -> None:
+            with lock:
+                if mid not in mids:
+                    early.add(mid)
+            on_ack(mid)
+
+        link.on_publish = on_publish
+        link.on_message = lambda c, u, msg: on_message(msg.topic, msg.payload)
+        link.connect("127.0.0.1", spec["port"], keepalive=60)
+        sock = link.socket()
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        link.loop_start()
+
+        def publish_many(items: list[tuple[str, bytes, int, int]]) -> None:
+            # never hold `lock` inside paho: its network thread calls on_publish with its locks
+            for t, payload, i, npk in items:
+                info = link.publish(t, payload, qos=1)
+                with lock:
+                    if info.mid in early:
+                        early.discard(info.mid)
+                        acked[i] += npk
+                    else:
+                        mids[info.mid] = (i, npk)
 
     try:
         topics = list(by_topic)
         for j in range(0, len(topics), 100):
-            res, _ = client.subscribe([(t, spec["steps_qos"]) for t in topics[j : j + 100]])
-            if res != mqtt.MQTT_ERR_SUCCESS:
-                raise RuntimeError(f"subscribe failed: {res}")
+            if raw:
+                link.subscribe(topics[j : j + 100], spec["steps_qos"])
+            else:
+                link.subscribe([(t, spec["steps_qos"]) for t in topics[j : j + 100]])
         time.sleep(0.5)  # SUBACKs
-        for i, r in enumerate(runners):
-            start = Status(type="start", start_utc_s=time.time(), sample_rate_hz=200.0)
-            publish(topic(r["runner"], r["session"], "status"), encode_status(start), i, 0)
+        start = encode_status(Status(type="start", start_utc_s=time.time(), sample_rate_hz=200.0))
+        publish_many(
+            [
+                (topic(r["runner"], r["session"], "status"), start, i, 0)
+                for i, r in enumerate(runners)
+            ]
+        )
         raw_t = [topic(r["runner"], r["session"], "raw") for r in runners]
         schedule = sorted(
             (due0[i] + k * batch_s, i, k) for i in range(len(runners)) for k in range(n_batches)
         )
-        for due, i, k in schedule:
-            delay = due - time.monotonic()
+        pos = 0
+        while pos < len(schedule):
+            delay = schedule[pos][0] - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             now = time.monotonic()
-            sent[i][k] = now
-            publish(raw_t[i], payloads[i][k], i, ppb)
-            if due >= t_measure:
-                late.append(now - due)
+            group = []
+            while pos < len(schedule) and schedule[pos][0] <= now:
+                due, i, k = schedule[pos]
+                pos += 1
+                sent[i][k] = now
+                group.append((raw_t[i], payloads[i][k], i, ppb))
+                if due >= t_measure:
+                    late.append(now - due)
+            publish_many(group)
         deadline = time.monotonic() + 60
         while mids and time.monotonic() < deadline:  # PUBACKs of the raw batches
             time.sleep(0.05)
-        for i, r in enumerate(runners):
-            publish(
-                topic(r["runner"], r["session"], "status"), encode_status(Status(type="stop")), i, 0
-            )
+        stop = encode_status(Status(type="stop"))
+        publish_many(
+            [
+                (topic(r["runner"], r["session"], "status"), stop, i, 0)
+                for i, r in enumerate(runners)
+            ]
+        )
         all_done.wait(spec["results_timeout_s"])
     finally:
-        client.disconnect()
-        client.loop_stop()
+        if raw:
+            link.close()
+        else:
+            link.disconnect()
+            link.loop_stop()
     per = []
     for i, r in enumerate(runners):
         bridge = (summaries[i] or {}).get("bridge") or {}
