@@ -359,9 +359,9 @@ async def _run_until_signal(server: Any, web_cfg: Any = None) -> None:
     "--batch",
     "batch_s",
     type=click.FloatRange(0.02, 5.0),
-    default=0.25,
+    default=0.1,
     show_default=True,
-    help="Seconds of packets per raw message.",
+    help="Seconds of packets per raw message (docs/bridge.md section 3: 0.1 s).",
 )
 @click.option(
     "--timeout",
