@@ -498,7 +498,9 @@ def run_one(
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise SystemExit("only loopback brokers")
     else:
-        broker = Mosquitto(workdir / f"mosq-{n_runners}", persistence=False)
+        broker = Mosquitto(
+            workdir / f"mosq-{n_runners}", persistence=False, max_inflight_messages=1000
+        )
         broker.start()
         host, port = broker.host, broker.port
     serve_args = [

@@ -113,7 +113,8 @@ class ServerConfig:
             pipeline work; sessions of one tick are processed back to back within a slice.
         stats_interval_s: period of the ``imu/_server/<id>/stats`` message (0 = never).
         steps_qos: QoS of ``steps`` messages (alerts and summaries always use QoS 1).
-        publishers: outgoing QoS 1 messages awaiting their PUBACK at most (the window).
+        publishers: outgoing QoS 1 messages awaiting their PUBACK at most (the window; the
+            broker's MQTT v5 Receive Maximum, Mosquitto's ``max_inflight_messages``, caps it).
         publish_queue: bound of the outgoing queue (steps beyond it: drop_oldest).
         max_pending_packets: per-session bound of packets waiting for the pipeline.
         session_expiry_s: broker keeps the server's subscriptions and queued messages this long
@@ -143,7 +144,7 @@ class ServerConfig:
     process_slice_s: float = 0.005
     stats_interval_s: float = 10.0
     steps_qos: int = 1
-    publishers: int = 32
+    publishers: int = 1000
     publish_queue: int = 50_000
     max_pending_packets: int = 2_000
     session_expiry_s: int = 600
@@ -523,6 +524,8 @@ class _StreamReader:
         self._buf = bytearray()
         self._sock: object = None
         self._v5 = paho.protocol == mqtt.MQTTv5
+        #: takes the packet id and reason code of a PUBACK; True = it was one of ours
+        self.on_puback: Callable[[int, int], bool] | None = None
 
     def packet_read(self) -> MQTTErrorCode:
         paho = self._paho
@@ -557,6 +560,13 @@ class _StreamReader:
                     name = ""  # counted as bad_topic
                 self._on_message(name, bytes(body))
                 acks += bytes((_PUBACK, 2, mid >> 8, mid & 0xFF))
+                continue
+            if (
+                cmd == _PUBACK
+                and len(body) >= 2
+                and self.on_puback is not None
+                and self.on_puback((body[0] << 8) | body[1], body[2] if len(body) > 2 else 0)
+            ):
                 continue
             if acks:
                 paho._packet_queue(_PUBACK, bytes(acks), 0, 0)
@@ -622,6 +632,15 @@ def _coalescing_writer(paho: mqtt.Client) -> Callable[[], MQTTErrorCode]:
     return packet_write
 
 
+def _mqtt_fixed_header(first: int, length: int) -> bytes:
+    out = bytearray((first,))
+    while True:
+        length, b = length >> 7, length & 0x7F
+        out.append(b | (0x80 if length else 0))
+        if not length:
+            return bytes(out)
+
+
 def _paho_in_packet(cmd: int, body: bytes | bytearray) -> Any:
     return {
         "command": cmd,
@@ -653,6 +672,16 @@ class _DirectClient(aiomqtt.Client):
         self._direct_on_message = on_message
         paho = self._client
         single_read = paho.loop_read
+        #: the broker's MQTT v5 Receive Maximum (CONNACK): QoS 1 publishes unacknowledged at most
+        self.receive_maximum = 65535
+        aiomqtt_on_connect: Any = paho.on_connect
+
+        def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
+            rm = getattr(props, "ReceiveMaximum", None) if props is not None else None
+            self.receive_maximum = int(rm) if rm else 65535
+            aiomqtt_on_connect(c, u, flags, rc, props)
+
+        paho.on_connect = on_connect
 
         def loop_read_burst(max_packets: int = 1) -> MQTTErrorCode:
             rc = MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -723,6 +752,7 @@ class BridgeServer:
             "sessions_failed": 0,
             "publish_dropped": 0,
             "publish_errors": 0,
+            "publish_refused": 0,
             "handler_errors": 0,
             "deferred": 0,
             "connects": 0,
@@ -780,7 +810,7 @@ class BridgeServer:
         if self._run_task is not None:
             self._run_task.cancel()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> _DirectClient:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         client = _DirectClient(
@@ -1174,29 +1204,32 @@ class BridgeServer:
         out.append(item)
         self._out_event.set()
 
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        """Publish the queue with paho directly, up to ``publishers`` QoS 1 messages unacknowledged.
-
-        (aiomqtt's ``publish`` costs a future and a task wakeup per message.) Messages not
-        acknowledged when the connection ends go back to the front of the queue, in order, and
-        are sent again after the reconnect.
+    async def _publish_loop(self, client: _DirectClient) -> None:
+        """Publish the queue: QoS 1 PUBLISH packets built here and queued on paho's writer,
+        their PUBACKs taken by the stream reader (paho's publish and PUBACK handling cost ~45 us a
+        message; aiomqtt's a future and a task wakeup more), at most ``publishers`` (and the
+        broker's Receive Maximum) unacknowledged. Messages not acknowledged when the connection
+        ends go back to the front of the queue, in order, and are sent again after the reconnect.
+        QoS 0 messages go through paho.
         """
         out = self._out
         paho = client._client
-        window = max(1, self.cfg.publishers)
+        reader = client._reader
+        window = max(1, min(self.cfg.publishers, client.receive_maximum))
         inflight: dict[int, _Out] = {}
-        aiomqtt_on_publish: Any = paho.on_publish
+        props = b"\x00" if paho.protocol == mqtt.MQTTv5 else b""
+        mid = 0
 
-        # A PUBACK cannot come before publish() returns: paho only queues the packet (aiomqtt
-        # registered a socket writer) and everything runs in this thread.
-        def on_publish(c: mqtt.Client, u: Any, mid: int, rc: Any, props: Any) -> None:
-            if inflight.pop(mid, None) is None:
-                if aiomqtt_on_publish is not None:
-                    aiomqtt_on_publish(c, u, mid, rc, props)  # the stats publish's future
-            elif len(inflight) == window - 1:
+        def on_puback(ack_mid: int, reason: int) -> bool:
+            if inflight.pop(ack_mid, None) is None:
+                return False
+            if reason >= 0x80:  # e.g. 0x87 not authorised: nothing to resend
+                self.counters["publish_refused"] += 1
+            if len(inflight) == window - 1:
                 self._out_event.set()
+            return True
 
-        paho.on_publish = on_publish
+        reader.on_puback = on_puback
         try:
             while True:
                 while not out or len(inflight) >= window:
@@ -1204,15 +1237,25 @@ class BridgeServer:
                     await self._out_event.wait()
                 while out and len(inflight) < window:
                     item = out.popleft()
-                    info = paho.publish(item.topic, item.payload, qos=item.qos)
-                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        out.appendleft(item)  # resent after the reconnect
-                        self.counters["publish_errors"] += 1
-                        raise aiomqtt.MqttCodeError(info.rc, "could not publish")
-                    if item.qos:
-                        inflight[info.mid] = item
+                    if item.qos == 0:
+                        info = paho.publish(item.topic, item.payload, qos=0)
+                        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                            self.counters["publish_errors"] += 1
+                            raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+                        continue
+                    mid = mid % 65535 + 1
+                    while mid in inflight:
+                        mid = mid % 65535 + 1
+                    inflight[mid] = item
+                    t = item.topic.encode()
+                    body = b"".join(
+                        (len(t).to_bytes(2, "big"), t, mid.to_bytes(2, "big"), props, item.payload)
+                    )
+                    paho._packet_queue(
+                        _PUBLISH_QOS1, _mqtt_fixed_header(0x32, len(body)) + body, mid, 1
+                    )
         finally:
-            paho.on_publish = aiomqtt_on_publish
+            reader.on_puback = None
             out.extendleft(reversed(list(inflight.values())))
 
     async def _stats_loop(self, client: aiomqtt.Client) -> None:
