@@ -1,14 +1,15 @@
 """MQTT bridge server: phones' raw sensor packets in, per-step metrics and alerts out.
 
 One :class:`imu.pipeline.Pipeline` per ``(runner, session)``: the same code path as the simulator,
-recordings and CSV files. Incoming messages are validated, split and queued directly in paho's
-socket read callback (:class:`_DirectClient`: no task per message); a separate task feeds every
-session's queued packets to its pipeline once per tick and yields to the I/O after each
-``ServerConfig.process_slice_s`` of pipeline work.
+recordings and CSV files. The MQTT byte stream is read by :class:`_StreamReader` (in the socket
+read callback of :class:`_DirectClient`: no task or paho object per message); incoming messages
+are validated, split and queued there; a separate task feeds every session's queued packets to
+its pipeline (when they may complete a step: ``ServerConfig.step_sync``) once per tick and yields
+to the I/O after each ``ServerConfig.process_slice_s`` of pipeline work.
 
 Tasks (one :class:`asyncio.TaskGroup`, named): ``imu-server.connection`` (connect, subscribe,
 reconnect with capped jittered backoff), inside it per connection ``imu-server.read``,
-``imu-server.publish[i]`` and ``imu-server.stats``; next to it ``imu-server.process`` (pipelines,
+``imu-server.publish`` and ``imu-server.stats``; next to it ``imu-server.process`` (pipelines,
 idle timeout) and ``imu-server.lag`` (event-loop lag monitor).
 
 Drop policies (every drop is counted): outgoing ``steps`` messages ``drop_oldest`` beyond
