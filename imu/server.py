@@ -371,20 +371,30 @@ class _Session:
 
 # --- storage in a thread ----------------------------------------------------------------------
 class _ThreadedSink:
-    """Runs a blocking :class:`Sink` in a writer thread; ``write`` blocks only when 1000 batches wait.
+    """Runs a blocking :class:`Sink` in a writer thread; ``write`` blocks only when
+    ``max_batches`` batches wait.
 
-    The thread writes everything queued at once in ONE ``sink.write`` call (one SQLite
-    transaction: a commit costs 150-300 us, the pipelines of 1,000 runners queue ~3,000 small
-    batches a second), up to ``max_records`` records per call. If such a combined write fails,
+    The thread writes at most once per ``interval_s``, everything queued by then in ONE
+    ``sink.write`` call (one SQLite transaction: a commit costs 150-300 us, the pipelines of
+    1,000 runners queue thousands of small batches a second; draining whatever was queued was
+    not enough, as the thread mostly found one), up to ``max_records`` records per call. If such a combined write fails,
     its batches are written one by one, so a bad batch costs only itself (counted in ``errors``).
 
     Policy ``block``: storage is never dropped; a full queue slows the server down instead.
     """
 
-    def __init__(self, sink: Sink, max_batches: int = 1000, max_records: int = 20_000) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        max_batches: int = 10_000,
+        max_records: int = 50_000,
+        interval_s: float = 0.25,
+    ) -> None:
         self._sink = sink
         self._q: queue.Queue[list[Record] | None] = queue.Queue(max_batches)
         self._max_records = max_records
+        self._interval_s = interval_s
+        self._last_write = 0.0
         self.errors = 0
         self.writes = 0
         self._thread = threading.Thread(target=self._run, name="imu-server.store", daemon=True)
@@ -404,6 +414,10 @@ class _ThreadedSink:
             first = self._q.get()
             if first is None:
                 return
+            # at most one write per interval_s: the batches queued meanwhile go in the same one
+            wait_s = self._last_write + self._interval_s - time.monotonic()
+            if wait_s > 0:
+                time.sleep(wait_s)
             batches = [first]
             n = len(first)
             while n < self._max_records:
@@ -419,6 +433,7 @@ class _ThreadedSink:
             self._write(batches)
 
     def _write(self, batches: list[list[Record]]) -> None:
+        self._last_write = time.monotonic()
         self.writes += 1
         try:
             self._sink.write([r for b in batches for r in b] if len(batches) > 1 else batches[0])
