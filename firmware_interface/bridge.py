@@ -362,11 +362,42 @@ def step_dicts(steps: npt.NDArray[Any]) -> list[dict[str, Any]]:
     return out
 
 
+_SIDE_JSON: Final = {int(k): json.dumps(v) for k, v in SIDE_NAMES.items()}
+_ACTIVITY_JSON: Final = {int(k): json.dumps(v) for k, v in ACTIVITY_NAMES.items()}
+_METRIC_KEYS: Final = tuple(f',"{m}":' for m in STEP_METRICS)
+
+
+def _json_float(v: float) -> str:
+    return float.__repr__(v) if math.isfinite(v) else "null"  # as json.dumps writes a float
+
+
 def encode_steps(steps: npt.NDArray[Any], *, batch_seq: int | None) -> bytes:
-    """``steps`` message: the steps a raw batch completed. ``batch`` = that batch's number."""
-    return json_bytes(
-        {"v": BRIDGE_VERSION, "type": "steps", "batch": batch_seq, "steps": step_dicts(steps)}
-    )
+    """``steps`` message: the steps a raw batch completed. ``batch`` = that batch's number.
+
+    Byte for byte ``json_bytes({"v", "type", "batch", "steps": step_dicts(steps)})``, written
+    directly (the server encodes ~3,000 of these a second at 1,000 runners).
+    """
+    times = steps["time_s"].tolist()
+    sides = steps["side"].tolist()
+    acts = steps["activity"].tolist()
+    cols = [steps[m].tolist() for m in STEP_METRICS]
+    parts = []
+    for i in range(len(times)):
+        row = [
+            '{"time_s":',
+            _json_float(times[i]),
+            ',"side":',
+            _SIDE_JSON[sides[i]],
+            ',"activity":',
+            _ACTIVITY_JSON[acts[i]],
+        ]
+        for key, col in zip(_METRIC_KEYS, cols, strict=True):
+            row += (key, _json_float(col[i]))
+        row.append("}")
+        parts.append("".join(row))
+    batch = "null" if batch_seq is None else str(int(batch_seq))
+    text = f'{{"v":{BRIDGE_VERSION},"type":"steps","batch":{batch},"steps":[{",".join(parts)}]}}'
+    return text.encode()
 
 
 ALERT_FIELDS: Final = (

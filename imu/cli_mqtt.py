@@ -169,6 +169,14 @@ def _with_broker_options(f: Any) -> Any:
     help="Packets held back to restore sequence order (0 = off).",
 )
 @click.option(
+    "--step-sync",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.8,
+    show_default=True,
+    help="Feed a running session's packets when they may complete its next step: from this "
+    "fraction of a step time after the last step's closing contact (0 = every batch).",
+)
+@click.option(
     "--stats-interval",
     "stats_interval_s",
     type=click.FloatRange(0, None),
@@ -222,6 +230,7 @@ def serve(
     server_id: str | None,
     idle_timeout_s: float,
     reorder_window: int,
+    step_sync: float,
     stats_interval_s: float,
     steps_qos: int,
     warm_up: bool,
@@ -257,6 +266,7 @@ def serve(
         partition=_partition(partition),
         idle_timeout_s=idle_timeout_s,
         reorder_window=reorder_window,
+        step_sync=step_sync,
         stats_interval_s=stats_interval_s,
         steps_qos=steps_qos,
         warm_up=warm_up,
@@ -349,9 +359,9 @@ async def _run_until_signal(server: Any, web_cfg: Any = None) -> None:
     "--batch",
     "batch_s",
     type=click.FloatRange(0.02, 5.0),
-    default=0.25,
+    default=0.1,
     show_default=True,
-    help="Seconds of packets per raw message.",
+    help="Seconds of packets per raw message (docs/bridge.md section 3: 0.1 s).",
 )
 @click.option(
     "--timeout",

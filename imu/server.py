@@ -1,14 +1,15 @@
 """MQTT bridge server: phones' raw sensor packets in, per-step metrics and alerts out.
 
 One :class:`imu.pipeline.Pipeline` per ``(runner, session)``: the same code path as the simulator,
-recordings and CSV files. Incoming messages are validated, split and queued directly in paho's
-socket read callback (:class:`_DirectClient`: no task per message); a separate task feeds every
-session's queued packets to its pipeline once per tick and yields to the I/O after each
-``ServerConfig.process_slice_s`` of pipeline work.
+recordings and CSV files. The MQTT byte stream is read by :class:`_StreamReader` (in the socket
+read callback of :class:`_DirectClient`: no task or paho object per message); incoming messages
+are validated, split and queued there; a separate task feeds every session's queued packets to
+its pipeline (when they may complete a step: ``ServerConfig.step_sync``) once per tick and yields
+to the I/O after each ``ServerConfig.process_slice_s`` of pipeline work.
 
 Tasks (one :class:`asyncio.TaskGroup`, named): ``imu-server.connection`` (connect, subscribe,
 reconnect with capped jittered backoff), inside it per connection ``imu-server.read``,
-``imu-server.publish[i]`` and ``imu-server.stats``; next to it ``imu-server.process`` (pipelines,
+``imu-server.publish`` and ``imu-server.stats``; next to it ``imu-server.process`` (pipelines,
 idle timeout) and ``imu-server.lag`` (event-loop lag monitor).
 
 Drop policies (every drop is counted): outgoing ``steps`` messages ``drop_oldest`` beyond
@@ -59,7 +60,7 @@ from firmware_interface.bridge import (
     server_stats_topic,
     topic,
 )
-from firmware_interface.protocol import PROTOCOL_VERSION, PacketType
+from firmware_interface.protocol import HEADER_STRUCT, PROTOCOL_VERSION, PacketType
 from imu.alerts import AlertConfig
 from imu.pipeline import Pipeline, SessionInfo
 from storage.records import Record, Sink
@@ -94,13 +95,27 @@ class ServerConfig:
             BLE and will not come, so waiting ``reorder_hold_s`` would only delay every step
             after it). After a ``batch_seq`` gap (a batch still to come, e.g. resent after a
             reconnect) the full window and hold apply for ``reorder_hold_s``. 0 = always the
-            full window.
+            full window. The default 1 still fixes an adjacent swap (the packet after a gap
+            waits for the next packet, in the next batch if it was a batch's last) and costs at
+            most one packet or one batch after a BLE loss (4 cost ~200 ms, a p99 of ~1 % of
+            running steps at 0.1 s batches).
+        step_sync: feed a running session's queued packets only when they may complete its
+            next step: a step is complete (its metrics exist) only a few tens of ms after the
+            next initial contact, which the last emitted step predicts (its closing contact
+            ``time_s + 60 / cadence`` plus one step time). Packets are held until their data
+            reach ``step_sync`` x that step time past the last closing contact (0.8: ~70 ms
+            early at 170 steps/min), then fed with every batch until the step comes; never
+            longer than ``step_sync_max_s``. The steps come out in the same pipeline call as
+            with feeding every batch (results are chunking-independent), with ~half the calls
+            (each costs ~65 us of per-call overhead). 0 = feed every batch.
+        step_sync_max_s: longest packets are held back by ``step_sync``.
         tick_s: how often queued packets are fed to the pipelines.
         process_slice_s: the processing task yields to the event loop (I/O) after this much
             pipeline work; sessions of one tick are processed back to back within a slice.
         stats_interval_s: period of the ``imu/_server/<id>/stats`` message (0 = never).
         steps_qos: QoS of ``steps`` messages (alerts and summaries always use QoS 1).
-        publishers: concurrent outgoing publishes (the PUBACK window).
+        publishers: outgoing QoS 1 messages awaiting their PUBACK at most (the window; the
+            broker's MQTT v5 Receive Maximum, Mosquitto's ``max_inflight_messages``, caps it).
         publish_queue: bound of the outgoing queue (steps beyond it: drop_oldest).
         max_pending_packets: per-session bound of packets waiting for the pipeline.
         session_expiry_s: broker keeps the server's subscriptions and queued messages this long
@@ -123,12 +138,14 @@ class ServerConfig:
     idle_timeout_s: float = 120.0
     reorder_window: int = 32
     reorder_hold_s: float = 1.0
-    reorder_fast_window: int = 4
-    tick_s: float = 0.02
+    reorder_fast_window: int = 1
+    step_sync: float = 0.8
+    step_sync_max_s: float = 0.5
+    tick_s: float = 0.005
     process_slice_s: float = 0.005
     stats_interval_s: float = 10.0
     steps_qos: int = 1
-    publishers: int = 32
+    publishers: int = 1000
     publish_queue: int = 50_000
     max_pending_packets: int = 2_000
     session_expiry_s: int = 600
@@ -257,6 +274,38 @@ def _trusted_seq(pkt: bytes) -> int | None:
 
 
 # --- sessions ---------------------------------------------------------------------------------
+class _SensorClock:
+    """Session time (s since the first fed packet's first sample) of a packet's last sample.
+
+    From the packet header (``t0_us`` u32 wraps every ~71.6 min: differences to the previous
+    reference are taken modulo 2**32). Only for :attr:`ServerConfig.step_sync`'s estimate of how
+    far queued data reach; the pipeline's decoder keeps the authoritative clock.
+    """
+
+    __slots__ = ("_ref_raw", "_ref_s")
+
+    def __init__(self) -> None:
+        self._ref_raw: int | None = None
+        self._ref_s = 0.0
+
+    def end_s(self, pkt: bytes, *, update: bool) -> float | None:
+        if len(pkt) < 16 or pkt[1] != PacketType.IMU_DATA:
+            return None
+        if binascii.crc_hqx(pkt[:-2], 0xFFFF) != int.from_bytes(pkt[-2:], "little"):
+            return None
+        _, _, _, t0_us, rate, _, _, n = HEADER_STRUCT.unpack_from(pkt, 0)
+        if rate <= 0:
+            return None
+        if self._ref_raw is None:
+            t0_s = 0.0
+        else:
+            d = (t0_us - self._ref_raw) & 0xFFFFFFFF
+            t0_s = self._ref_s + (d - (1 << 32) if d >= 1 << 31 else d) / 1e6
+        if update:
+            self._ref_raw, self._ref_s = t0_us, t0_s
+        return t0_s + (n - 1) / rate
+
+
 @dataclass(slots=True)
 class _Out:
     topic: str
@@ -275,6 +324,9 @@ class _Session:
         self.reorder = ReorderBuffer(cfg.reorder_window, cfg.reorder_hold_s)
         self.pending: deque[tuple[int, list[bytes]]] = deque()
         self.pending_packets = 0
+        self.pending_since = 0.0  # monotonic arrival of the oldest pending batch
+        self.due_s: float | None = None  # session time the next step may complete (step_sync)
+        self.clock = _SensorClock()
         self.status: dict[str, Any] = {}
         self.start_utc_s: float | None = None
         self.first_rx_utc_s: float | None = None
@@ -319,15 +371,32 @@ class _Session:
 
 # --- storage in a thread ----------------------------------------------------------------------
 class _ThreadedSink:
-    """Runs a blocking :class:`Sink` in a writer thread; ``write`` blocks only when 1000 batches wait.
+    """Runs a blocking :class:`Sink` in a writer thread; ``write`` blocks only when
+    ``max_batches`` batches wait.
+
+    The thread writes at most once per ``interval_s``, everything queued by then in ONE
+    ``sink.write`` call (one SQLite transaction: a commit costs 150-300 us, the pipelines of
+    1,000 runners queue thousands of small batches a second; draining whatever was queued was
+    not enough, as the thread mostly found one), up to ``max_records`` records per call. If such a combined write fails,
+    its batches are written one by one, so a bad batch costs only itself (counted in ``errors``).
 
     Policy ``block``: storage is never dropped; a full queue slows the server down instead.
     """
 
-    def __init__(self, sink: Sink, max_batches: int = 1000) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        max_batches: int = 10_000,
+        max_records: int = 50_000,
+        interval_s: float = 0.25,
+    ) -> None:
         self._sink = sink
         self._q: queue.Queue[list[Record] | None] = queue.Queue(max_batches)
+        self._max_records = max_records
+        self._interval_s = interval_s
+        self._last_write = 0.0
         self.errors = 0
+        self.writes = 0
         self._thread = threading.Thread(target=self._run, name="imu-server.store", daemon=True)
         self._thread.start()
 
@@ -340,19 +409,265 @@ class _ThreadedSink:
         self._sink.close()
 
     def _run(self) -> None:
-        while True:
-            batch = self._q.get()
-            if batch is None:
+        stop = False
+        while not stop:
+            first = self._q.get()
+            if first is None:
                 return
+            # at most one write per interval_s: the batches queued meanwhile go in the same one
+            wait_s = self._last_write + self._interval_s - time.monotonic()
+            if wait_s > 0:
+                time.sleep(wait_s)
+            batches = [first]
+            n = len(first)
+            while n < self._max_records:
+                try:
+                    more = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batches.append(more)
+                n += len(more)
+            self._write(batches)
+
+    def _write(self, batches: list[list[Record]]) -> None:
+        self._last_write = time.monotonic()
+        self.writes += 1
+        try:
+            self._sink.write([r for b in batches for r in b] if len(batches) > 1 else batches[0])
+            return
+        except Exception:  # a storage error must not stop the writer; counted and logged
+            if len(batches) == 1:
+                self.errors += 1
+                log.exception("store write failed (%d records)", len(batches[0]))
+                return
+        for batch in batches:
             try:
                 self._sink.write(batch)
-            except Exception:  # a storage error must not stop the writer; counted and logged
+            except Exception:
                 self.errors += 1
                 log.exception("store write failed (%d records)", len(batch))
 
 
 # --- MQTT client -------------------------------------------------------------------------------
-_READ_BURST: Final = 256  # MQTT packets read per socket wakeup at most
+_READ_BURST: Final = 256  # socket reads per wakeup at most
+_RECV_BYTES: Final = 1 << 18
+_PUBLISH_QOS1: Final = 0x32  # PUBLISH, QoS 1 (flags dup/retain masked off)
+_PUBACK: Final = 0x40
+
+
+class MqttStreamError(Exception):
+    """The broker's byte stream is not valid MQTT (the connection is dropped)."""
+
+
+def parse_mqtt_stream(
+    buf: bytes | bytearray, *, v5: bool
+) -> tuple[int, list[tuple[int, bytes | bytearray, bytes | bytearray, int]]]:
+    """Split complete MQTT packets off the front of ``buf``.
+
+    Returns ``(bytes consumed, packets)``; a packet is ``(first byte, topic, payload, packet id)``
+    for a PUBLISH with QoS 1 (v5 properties skipped), else ``(first byte, b"", body, -1)`` (the
+    variable header and payload after the fixed header). An incomplete packet at the end is left
+    for the next call.
+    """
+    out: list[tuple[int, bytes | bytearray, bytes | bytearray, int]] = []
+    n = len(buf)
+    pos = 0
+    while n - pos >= 2:
+        cmd = buf[pos]
+        i = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if i >= n:
+                return pos, out
+            b = buf[i]
+            i += 1
+            length |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MqttStreamError("remaining length longer than 4 bytes")
+        end = i + length
+        if end > n:
+            break
+        if cmd & 0xF6 == _PUBLISH_QOS1:
+            j = i + 2 + ((buf[i] << 8) | buf[i + 1]) if length >= 2 else end + 1
+            if j + 2 > end:
+                raise MqttStreamError("PUBLISH shorter than its topic and packet id")
+            topic_bytes = buf[i + 2 : j]
+            mid = (buf[j] << 8) | buf[j + 1]
+            j += 2
+            if v5:
+                plen = 0
+                shift = 0
+                while True:
+                    if j >= end:
+                        raise MqttStreamError("PUBLISH properties truncated")
+                    b = buf[j]
+                    j += 1
+                    plen |= (b & 0x7F) << shift
+                    if not b & 0x80:
+                        break
+                    shift += 7
+                    if shift > 21:
+                        raise MqttStreamError("property length longer than 4 bytes")
+                j += plen
+                if j > end:
+                    raise MqttStreamError("PUBLISH properties longer than the packet")
+            out.append((cmd, topic_bytes, buf[j:end], mid))
+        else:
+            out.append((cmd, b"", buf[i:end], -1))
+        pos = end
+    return pos, out
+
+
+class _StreamReader:
+    """Replaces paho's ``_packet_read`` (3+ ``recv`` calls and a v5 ``Properties`` object per
+    message, then one ``send`` per PUBACK): one ``recv`` of up to 256 KiB, every complete QoS 1
+    PUBLISH handed to ``on_message`` directly, their PUBACKs sent together in one write after
+    the handler ran (at-least-once as before: a message is acknowledged once queued in
+    memory). Other packets (CONNACK, SUBACK, PUBACKs of our publishes, PINGRESP, DISCONNECT,
+    QoS 0/2 PUBLISH) go through paho's own ``_packet_handle``.
+    """
+
+    def __init__(self, paho: mqtt.Client, on_message: Callable[[str, bytes], None]) -> None:
+        self._paho = paho
+        self._on_message = on_message
+        self._buf = bytearray()
+        self._sock: object = None
+        self._v5 = paho.protocol == mqtt.MQTTv5
+        #: takes the packet id and reason code of a PUBACK; True = it was one of ours
+        self.on_puback: Callable[[int, int], bool] | None = None
+
+    def packet_read(self) -> MQTTErrorCode:
+        paho = self._paho
+        if paho._sock is not self._sock:  # a new connection: drop the old one's partial packet
+            self._sock = paho._sock
+            self._buf.clear()
+        try:
+            data = paho._sock_recv(_RECV_BYTES)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:
+            paho._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not data:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        buf = self._buf
+        buf += data
+        with paho._msgtime_mutex:
+            paho._last_bytes_received = mqtt.time_func()
+        try:
+            used, packets = parse_mqtt_stream(buf, v5=self._v5)
+        except MqttStreamError as exc:
+            paho._easy_log(mqtt.MQTT_LOG_ERR, "malformed MQTT stream: %s", exc)
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        acks = bytearray()
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        for cmd, topic_bytes, body, mid in packets:
+            if mid >= 0:
+                try:
+                    name = bytes(topic_bytes).decode()
+                except UnicodeDecodeError:
+                    name = ""  # counted as bad_topic
+                self._on_message(name, bytes(body))
+                acks += bytes((_PUBACK, 2, mid >> 8, mid & 0xFF))
+                continue
+            if (
+                cmd == _PUBACK
+                and len(body) >= 2
+                and self.on_puback is not None
+                and self.on_puback((body[0] << 8) | body[1], body[2] if len(body) > 2 else 0)
+            ):
+                continue
+            if acks:
+                paho._packet_queue(_PUBACK, bytes(acks), 0, 0)
+                acks = bytearray()
+            paho._in_packet = _paho_in_packet(cmd, body)
+            try:
+                rc = paho._packet_handle()
+            except Exception as exc:  # paho raises MalformedPacket (and others) on bad input
+                paho._easy_log(mqtt.MQTT_LOG_ERR, "bad MQTT packet: %s", exc)
+                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+            finally:
+                paho._in_packet = _paho_in_packet(0, b"")
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        del buf[:used]
+        if acks:
+            paho._packet_queue(_PUBACK, bytes(acks), 0, 0)
+        return rc
+
+
+def _coalescing_writer(paho: mqtt.Client) -> Callable[[], MQTTErrorCode]:
+    """Replaces paho's ``_packet_write`` (one ``send`` per queued MQTT packet): queued packets
+    are joined into one ``send``; a QoS 0 PUBLISH or a DISCONNECT (which paho post-processes)
+    and a lone packet go through paho's own writer.
+    """
+    single_write = paho._packet_write
+
+    def packet_write() -> MQTTErrorCode:
+        out = paho._out_packet
+        while out:
+            batch: list[Any] = []
+            for pkt in out:
+                kind = pkt["command"] & 0xF0
+                if kind == 0xE0 or (kind == 0x30 and pkt["qos"] == 0) or len(batch) >= 1024:
+                    break
+                batch.append(pkt)
+            if len(batch) <= 1:
+                return single_write()
+            data = b"".join(memoryview(p["packet"])[p["pos"] :] for p in batch)
+            try:
+                sent = paho._sock_send(data)
+            except (AttributeError, ValueError):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                paho._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            with paho._msgtime_mutex:
+                paho._last_msg_out = mqtt.time_func()
+            for pkt in batch:
+                left = pkt["to_process"]
+                if sent < left:  # the socket buffer is full: the rest when writable again
+                    pkt["pos"] += sent
+                    pkt["to_process"] -= sent
+                    return MQTTErrorCode.MQTT_ERR_SUCCESS
+                sent -= left
+                pkt["pos"] += left
+                pkt["to_process"] = 0
+                out.popleft()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    return packet_write
+
+
+def _mqtt_fixed_header(first: int, length: int) -> bytes:
+    out = bytearray((first,))
+    while True:
+        length, b = length >> 7, length & 0x7F
+        out.append(b | (0x80 if length else 0))
+        if not length:
+            return bytes(out)
+
+
+def _paho_in_packet(cmd: int, body: bytes | bytearray) -> Any:
+    return {
+        "command": cmd,
+        "have_remaining": 1 if cmd else 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": len(body),
+        "packet": bytearray(body),
+        "to_process": 0,
+        "pos": 0,
+    }
 
 
 class _DirectClient(aiomqtt.Client):
@@ -373,6 +688,16 @@ class _DirectClient(aiomqtt.Client):
         self._direct_on_message = on_message
         paho = self._client
         single_read = paho.loop_read
+        #: the broker's MQTT v5 Receive Maximum (CONNACK): QoS 1 publishes unacknowledged at most
+        self.receive_maximum = 65535
+        aiomqtt_on_connect: Any = paho.on_connect
+
+        def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
+            rm = getattr(props, "ReceiveMaximum", None) if props is not None else None
+            self.receive_maximum = int(rm) if rm else 65535
+            aiomqtt_on_connect(c, u, flags, rc, props)
+
+        paho.on_connect = on_connect
 
         def loop_read_burst(max_packets: int = 1) -> MQTTErrorCode:
             rc = MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -390,6 +715,9 @@ class _DirectClient(aiomqtt.Client):
             return rc
 
         paho.loop_read = loop_read_burst  # type: ignore[method-assign]
+        self._reader = _StreamReader(paho, on_message)
+        paho._packet_read = self._reader.packet_read  # type: ignore[method-assign]
+        paho._packet_write = _coalescing_writer(paho)  # type: ignore[method-assign]
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -440,7 +768,9 @@ class BridgeServer:
             "sessions_failed": 0,
             "publish_dropped": 0,
             "publish_errors": 0,
+            "publish_refused": 0,
             "handler_errors": 0,
+            "deferred": 0,
             "connects": 0,
             "disconnects": 0,
         }
@@ -496,7 +826,7 @@ class BridgeServer:
         if self._run_task is not None:
             self._run_task.cancel()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> _DirectClient:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         client = _DirectClient(
@@ -534,10 +864,7 @@ class BridgeServer:
                     self._on_connected()
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._read_loop(client), name="imu-server.read")
-                        for k in range(self.cfg.publishers):
-                            tg.create_task(
-                                self._publish_loop(client), name=f"imu-server.publish[{k}]"
-                            )
+                        tg.create_task(self._publish_loop(client), name="imu-server.publish")
                         if self.cfg.stats_interval_s > 0:
                             tg.create_task(self._stats_loop(client), name="imu-server.stats")
             except* aiomqtt.MqttError as eg:
@@ -663,6 +990,8 @@ class BridgeServer:
             if sess.last_batch_seq is None
             else max(sess.last_batch_seq, batch.batch_seq)
         )
+        if not sess.pending:
+            sess.pending_since = now
         sess.pending.append((batch.batch_seq, batch.packets))
         sess.pending_packets += len(batch.packets)
         while sess.pending_packets > self.cfg.max_pending_packets and len(sess.pending) > 1:
@@ -688,7 +1017,7 @@ class BridgeServer:
 
     # --- processing ------------------------------------------------------------------------
     async def _process_loop(self) -> None:
-        last_idle_check = time.monotonic()
+        last_idle_check = last_stale_check = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._data_event.wait(), timeout=max(self.cfg.tick_s, 0.1))
@@ -708,11 +1037,17 @@ class BridgeServer:
                     # then continue with the next sessions of this pass.
                     await asyncio.sleep(0)
                     budget_end = time.perf_counter() + self.cfg.process_slice_s
+            if now - last_stale_check >= 0.25:
+                last_stale_check = now
+                self._feed_stale(now)
             if now - last_idle_check >= 1.0:
                 last_idle_check = now
                 self._check_idle(now)
 
-    def _process(self, sess: _Session, now: float) -> None:
+    def _process(self, sess: _Session, now: float, *, force: bool = False) -> None:
+        if not force and self._defer(sess, now):
+            self.counters["deferred"] += 1
+            return
         packets: list[bytes] = []
         batch_seq: int | None = None
         while sess.pending:
@@ -729,12 +1064,28 @@ class BridgeServer:
         if packets and sess.failed is None:
             pipeline = self._pipeline(sess)
             sess.batch_context = batch_seq
+            for pkt in packets:  # anchor the session clock of step_sync on a fed packet
+                if sess.clock.end_s(pkt, update=True) is not None:
+                    break
             try:
                 pipeline.feed_packets(packets)
             except Exception as exc:  # one session's failure must not stop the others
                 self._fail(sess, exc)
         if sess.closing:
             self._close_session(sess, reason="stop")
+
+    def _defer(self, sess: _Session, now: float) -> bool:
+        """True while the queued packets cannot complete the session's next step (step_sync)."""
+        if (
+            sess.due_s is None
+            or not sess.pending
+            or sess.closing
+            or sess.reorder.held
+            or now - sess.pending_since > self.cfg.step_sync_max_s
+        ):
+            return False
+        end = sess.clock.end_s(sess.pending[-1][1][-1], update=False)
+        return end is not None and end < sess.due_s
 
     def _reorder_window(self, sess: _Session, batch_seq: int, now: float) -> int | None:
         """Small window while batches arrive in sequence, full window after a batch_seq gap."""
@@ -776,6 +1127,12 @@ class BridgeServer:
 
         def cb(steps: npt.NDArray[Any]) -> None:
             sess.steps_sent += len(steps)
+            sess.due_s = None
+            if self.cfg.step_sync > 0 and len(steps):
+                step_s = 60.0 / float(steps["cadence_spm"][-1])
+                if 0.0 < step_s < 2.0:  # NaN (no cadence) fails too: feed every batch
+                    close_s = float(steps["time_s"][-1]) + step_s
+                    sess.due_s = close_s + self.cfg.step_sync * step_s
             self._enqueue(
                 _Out(t, encode_steps(steps, batch_seq=sess.batch_context), self.cfg.steps_qos, True)
             )
@@ -798,13 +1155,21 @@ class BridgeServer:
             "session %s/%s failed; its data is dropped from now on", sess.runner, sess.session
         )
 
+    def _feed_stale(self, now: float) -> None:
+        """Feed packets that step_sync held longer than its limit and no new batch followed."""
+        limit = self.cfg.step_sync_max_s
+        for key, sess in self.sessions.items():
+            if sess.pending and now - sess.pending_since > limit:
+                self._dirty[key] = None
+                self._data_event.set()
+
     def _check_idle(self, now: float) -> None:
         if not self.connected.is_set():
             return
         for sess in list(self.sessions.values()):
             if now - sess.last_data_s > self.cfg.idle_timeout_s:
                 self.counters["sessions_idle_closed"] += 1
-                self._process(sess, now)
+                self._process(sess, now, force=True)
                 self._close_session(sess, reason="idle")
 
     def _close_session(self, sess: _Session, *, reason: str, publish: bool = True) -> None:
@@ -855,22 +1220,59 @@ class BridgeServer:
         out.append(item)
         self._out_event.set()
 
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+    async def _publish_loop(self, client: _DirectClient) -> None:
+        """Publish the queue: QoS 1 PUBLISH packets built here and queued on paho's writer,
+        their PUBACKs taken by the stream reader (paho's publish and PUBACK handling cost ~45 us a
+        message; aiomqtt's a future and a task wakeup more), at most ``publishers`` (and the
+        broker's Receive Maximum) unacknowledged. Messages not acknowledged when the connection
+        ends go back to the front of the queue, in order, and are sent again after the reconnect.
+        QoS 0 messages go through paho.
+        """
         out = self._out
-        while True:
-            while not out:
-                self._out_event.clear()
-                await self._out_event.wait()
-            item = out.popleft()
-            try:
-                await client.publish(item.topic, item.payload, qos=item.qos)
-            except aiomqtt.MqttError:
-                out.appendleft(item)  # resent after the reconnect
-                self.counters["publish_errors"] += 1
-                raise
-            except asyncio.CancelledError:
-                out.appendleft(item)
-                raise
+        paho = client._client
+        reader = client._reader
+        window = max(1, min(self.cfg.publishers, client.receive_maximum))
+        inflight: dict[int, _Out] = {}
+        props = b"\x00" if paho.protocol == mqtt.MQTTv5 else b""
+        mid = 0
+
+        def on_puback(ack_mid: int, reason: int) -> bool:
+            if inflight.pop(ack_mid, None) is None:
+                return False
+            if reason >= 0x80:  # e.g. 0x87 not authorised: nothing to resend
+                self.counters["publish_refused"] += 1
+            if len(inflight) == window - 1:
+                self._out_event.set()
+            return True
+
+        reader.on_puback = on_puback
+        try:
+            while True:
+                while not out or len(inflight) >= window:
+                    self._out_event.clear()
+                    await self._out_event.wait()
+                while out and len(inflight) < window:
+                    item = out.popleft()
+                    if item.qos == 0:
+                        info = paho.publish(item.topic, item.payload, qos=0)
+                        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                            self.counters["publish_errors"] += 1
+                            raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+                        continue
+                    mid = mid % 65535 + 1
+                    while mid in inflight:
+                        mid = mid % 65535 + 1
+                    inflight[mid] = item
+                    t = item.topic.encode()
+                    body = b"".join(
+                        (len(t).to_bytes(2, "big"), t, mid.to_bytes(2, "big"), props, item.payload)
+                    )
+                    paho._packet_queue(
+                        _PUBLISH_QOS1, _mqtt_fixed_header(0x32, len(body)) + body, mid, 1
+                    )
+        finally:
+            reader.on_puback = None
+            out.extendleft(reversed(list(inflight.values())))
 
     async def _stats_loop(self, client: aiomqtt.Client) -> None:
         t = server_stats_topic(self.cfg.server_id)

@@ -63,7 +63,7 @@ class PhoneConfig:
     password: str | None = None
     tls_context: ssl.SSLContext | None = None
     speed: float = 1.0
-    batch_s: float = 0.25
+    batch_s: float = 0.1
     window: int = 20
     results_timeout_s: float = 30.0
     backoff_base_s: float = 0.1

@@ -65,6 +65,7 @@ class Mosquitto:
         acl: str | None = None,
         persistence: bool = True,
         max_queued_messages: int = 1_000_000,
+        max_inflight_messages: int = 100,
         port: int | None = None,
     ) -> None:
         self.dir = Path(directory)
@@ -77,7 +78,7 @@ class Mosquitto:
             "per_listener_settings false",
             f"listener {self.port} 127.0.0.1",
             f"max_queued_messages {max_queued_messages}",
-            "max_inflight_messages 100",
+            f"max_inflight_messages {max_inflight_messages}",
             "set_tcp_nodelay true",
             "log_dest stderr",
             "log_type error",

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for mqtt_broker
 
 from mqtt_broker import RUNNER_ACL, Mosquitto, missing_mosquitto
-
-from imu.server import BridgeServer, ServerConfig
-from storage.records import Sink
-
-SERVER_USER = "imu-server"
-PASSWORDS = {SERVER_USER: "server-pw", "alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+from mqtt_helpers import PASSWORDS, SERVER_USER
 
 
 def _require_mosquitto() -> None:
@@ -58,30 +50,3 @@ def acl_broker(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
     return mosquitto_factory(
         "mosq-acl", users=PASSWORDS, acl=RUNNER_ACL.format(server_user=SERVER_USER)
     )
-
-
-@functools.cache
-def simulated_packets(minutes: float, seed: int) -> Sequence[tuple[float, bytes]]:
-    from simulators import simulate_run
-
-    return list(simulate_run(minutes, seed).packets)
-
-
-@contextlib.asynccontextmanager
-async def running_server(
-    broker: Mosquitto, sinks: Sequence[Sink] = (), **kw: object
-) -> AsyncIterator[BridgeServer]:
-    """A :class:`BridgeServer` task on ``broker``, connected before the body runs."""
-    kw.setdefault("server_id", "test")
-    kw.setdefault("stats_interval_s", 0.0)
-    kw.setdefault("backoff_cap_s", 0.5)
-    cfg = ServerConfig(host=broker.host, port=broker.port, **kw)  # type: ignore[arg-type]
-    server = BridgeServer(cfg, sinks)
-    task = asyncio.create_task(server.run(), name="test.server")
-    try:
-        await asyncio.wait_for(server.connected.wait(), 10)
-        yield server
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -13,8 +13,8 @@ from typing import Any
 import aiomqtt
 import numpy as np
 import pytest
-from conftest import PASSWORDS, SERVER_USER, running_server, simulated_packets
 from mqtt_broker import Mosquitto
+from mqtt_helpers import PASSWORDS, SERVER_USER, running_server, simulated_packets
 
 from dsp.types import STEP_METRICS
 from firmware_interface.bridge import Status, encode_raw_batch, encode_status

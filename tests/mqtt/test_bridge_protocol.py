@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -146,6 +147,20 @@ def test_reorder_fast_window_skips_ble_loss_without_waiting() -> None:
     assert buf.held == 0
 
 
+def test_default_fast_window_fixes_swap_across_batches_and_skips_loss_at_next_packet() -> None:
+    from imu.server import ServerConfig
+
+    fast = ServerConfig().reorder_fast_window
+    buf = ReorderBuffer(window=32, hold_s=1.0)
+    # batch 1 ends with packet 2, packet 1 comes first in batch 2 (an adjacent swap)
+    assert buf.push([_pkt(0), _pkt(2)], now_s=0.0, window=fast) == [_pkt(0)]
+    assert buf.push([_pkt(1), _pkt(3)], now_s=0.1, window=fast) == [_pkt(i) for i in (1, 2, 3)]
+    # packet 4 lost: 5 waits only until the next packet arrives (6), not for the window or hold
+    assert buf.push([_pkt(5)], now_s=0.2, window=fast) == []
+    assert buf.push([_pkt(6), _pkt(7)], now_s=0.3, window=fast) == [_pkt(i) for i in (5, 6, 7)]
+    assert (buf.skipped, buf.late, buf.duplicates) == (1, 0, 0)
+
+
 def test_server_uses_fast_window_only_while_batches_are_contiguous() -> None:
     from imu.server import BridgeServer, ServerConfig, _Session
 
@@ -175,3 +190,112 @@ def test_partition_is_stable() -> None:
         partition_of(f"r{i}", 2) for i in range(6)
     ]
     assert {partition_of(f"r{i}", 4) for i in range(40)} == {0, 1, 2, 3}
+
+
+def test_threaded_sink_writes_queued_batches_in_one_call_and_isolates_a_bad_batch() -> None:
+    import threading
+
+    from imu.server import _ThreadedSink
+    from storage.records import Record
+
+    gate = threading.Event()
+    calls: list[list[int]] = []
+    attempts: list[list[int]] = []
+
+    class Sink:
+        def write(self, records: Sequence[Record]) -> None:
+            gate.wait(10)
+            times = [r.time_ns for r in records]
+            attempts.append(times)
+            if -1 in times:
+                raise ValueError("bad record")
+            calls.append(times)
+
+        def close(self) -> None:
+            pass
+
+    ts = _ThreadedSink(Sink())
+    ts.write([Record("steps", 0)])  # the writer thread blocks in this one
+    for t in range(1, 4):
+        ts.write([Record("steps", t)])
+    ts.write([Record("steps", -1)])
+    ts.write([Record("steps", 9)])
+    gate.set()
+    ts.close()
+    # what waited was written in one call (with or without batch 0, whichever the thread had
+    # taken); that call fails on the bad batch, then each batch alone: only the bad one is lost
+    combined = [a for a in attempts if len(a) > 1]
+    assert len(combined) == 1
+    assert combined[0][-5:] == [1, 2, 3, -1, 9]
+    assert calls == [[0], [1], [2], [3], [9]]
+    assert ts.errors == 1
+
+
+def _mqtt_packet(first: int, body: bytes) -> bytes:
+    n, length = len(body), bytearray()
+    while True:
+        n, b = n >> 7, n & 0x7F
+        length.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes([first, *length]) + body
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_mqtt_stream_parser_splits_any_chunking(v5: bool) -> None:
+    from imu.server import MqttStreamError, parse_mqtt_stream
+
+    def publish(topic: str, payload: bytes, mid: int, *, dup: bool = False) -> bytes:
+        t = topic.encode()
+        props = b"\x03\x01\x01\x00" if v5 else b""  # 3 bytes of properties (a made-up one)
+        body = len(t).to_bytes(2, "big") + t + mid.to_bytes(2, "big") + props + payload
+        return _mqtt_packet(0x32 | (0x08 if dup else 0), body)
+
+    big = bytes(range(256)) * 80  # remaining length needs 3 bytes
+    stream = (
+        publish("imu/a/s/raw", b"\x01\x02", 7)
+        + _mqtt_packet(0x40, b"\x00\x05")  # PUBACK of one of our publishes
+        + publish("imu/b/s/status", big, 65535, dup=True)
+        + _mqtt_packet(0xD0, b"")  # PINGRESP
+        + _mqtt_packet(0x30, b"\x00\x01x" + (b"\x00" if v5 else b"") + b"q0")  # QoS 0: to paho
+    )
+    want = [
+        (0x32, b"imu/a/s/raw", b"\x01\x02", 7),
+        (0x40, b"", b"\x00\x05", -1),
+        (0x3A, b"imu/b/s/status", big, 65535),
+        (0xD0, b"", b"", -1),
+        (0x30, b"", b"\x00\x01x" + (b"\x00" if v5 else b"") + b"q0", -1),
+    ]
+    for cut in [*range(40), len(stream) // 2, len(stream) - 1, len(stream)]:
+        buf = bytearray(stream[:cut])
+        used, got = parse_mqtt_stream(buf, v5=v5)
+        del buf[:used]
+        buf += stream[cut:]
+        used2, got2 = parse_mqtt_stream(buf, v5=v5)
+        assert used2 == len(buf)
+        assert [(c, bytes(t), bytes(p), m) for c, t, p, m in got + got2] == want
+    with pytest.raises(MqttStreamError):
+        parse_mqtt_stream(b"\x32\xff\xff\xff\xff\x01", v5=v5)  # 5-byte remaining length
+    with pytest.raises(MqttStreamError):
+        parse_mqtt_stream(_mqtt_packet(0x32, b"\x00\x09abc"), v5=v5)  # topic past the end
+
+
+def test_encode_steps_is_the_json_of_step_dicts() -> None:
+    from dsp.types import STEP_DTYPE, STEP_METRICS
+    from firmware_interface.bridge import BRIDGE_VERSION, encode_steps, json_bytes, step_dicts
+
+    rng = np.random.default_rng(3)
+    steps = np.zeros(7, dtype=STEP_DTYPE)
+    steps["time_s"] = np.cumsum(rng.uniform(0.3, 0.4, 7)) + 1e5 * rng.random()
+    steps["side"] = [0, 1, 2, 1, 2, 1, 2]
+    steps["activity"] = [0, 1, 2, 2, 2, 1, 2]
+    for m in STEP_METRICS:
+        steps[m] = rng.normal(0, 10, 7) * 10.0 ** rng.integers(-8, 8, 7)
+    steps["pelvic_drop_deg"][2] = np.nan
+    steps["braking_mps2"][[0, 5]] = np.nan
+    steps["cadence_spm"][6] = np.inf
+    for seq in (None, 0, 4_000_000_000):
+        for part in (steps, steps[:1], steps[:0]):
+            want = json_bytes(
+                {"v": BRIDGE_VERSION, "type": "steps", "batch": seq, "steps": step_dicts(part)}
+            )
+            assert encode_steps(part, batch_seq=seq) == want
