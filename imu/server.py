@@ -41,6 +41,7 @@ from typing import Any, Final
 
 import aiomqtt
 import numpy.typing as npt
+import paho.mqtt as paho_mqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
@@ -670,6 +671,40 @@ def _paho_in_packet(cmd: int, body: bytes | bytearray) -> Any:
     }
 
 
+#: paho-mqtt internals the fast I/O path (stream reader, coalescing writer, direct publisher)
+#: replaces or calls; pyproject.toml pins paho-mqtt to the minor versions this was tested with.
+PAHO_INTERNALS: Final = (
+    "_packet_read",
+    "_packet_write",
+    "_packet_queue",
+    "_packet_handle",
+    "_sock_recv",
+    "_sock_send",
+    "_easy_log",
+    "_msgtime_mutex",
+    "_in_packet",
+    "_out_packet",
+    "_sock",
+    "_last_bytes_received",
+    "_last_msg_out",
+)
+
+
+def check_paho_internals(paho: mqtt.Client) -> None:
+    """Fail at start-up, with one line, if this paho-mqtt lacks what the fast I/O path uses.
+
+    Raises:
+        RuntimeError: names the paho-mqtt version and the missing attributes.
+    """
+    missing = [a for a in PAHO_INTERNALS if not hasattr(paho, a)]
+    if missing:
+        version = getattr(paho_mqtt, "__version__", "?")
+        raise RuntimeError(
+            f"paho-mqtt {version} lacks {', '.join(missing)}: imu serve's MQTT I/O was written "
+            "for paho-mqtt 2.1-2.2 (pip install 'paho-mqtt>=2.1,<2.3')"
+        )
+
+
 class _DirectClient(aiomqtt.Client):
     """An aiomqtt client that hands each incoming PUBLISH straight to ``on_message``.
 
@@ -687,6 +722,7 @@ class _DirectClient(aiomqtt.Client):
         super().__init__(*args, **kw)
         self._direct_on_message = on_message
         paho = self._client
+        check_paho_internals(paho)
         single_read = paho.loop_read
         #: the broker's MQTT v5 Receive Maximum (CONNACK): QoS 1 publishes unacknowledged at most
         self.receive_maximum = 65535

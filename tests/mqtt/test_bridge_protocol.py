@@ -299,3 +299,27 @@ def test_encode_steps_is_the_json_of_step_dicts() -> None:
                 {"v": BRIDGE_VERSION, "type": "steps", "batch": seq, "steps": step_dicts(part)}
             )
             assert encode_steps(part, batch_seq=seq) == want
+
+
+def test_paho_internals_the_fast_io_uses_exist() -> None:
+    """A paho-mqtt upgrade that renames what imu serve's MQTT I/O replaces fails here, and at
+    start-up with one line, not silently at run time."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from imu.server import check_paho_internals
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    check_paho_internals(client)  # the installed paho has them all (raises otherwise)
+
+
+def test_missing_paho_internal_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from imu import server
+
+    monkeypatch.setattr(server, "PAHO_INTERNALS", (*server.PAHO_INTERNALS, "_renamed_in_paho_3"))
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    with pytest.raises(RuntimeError, match=r"paho-mqtt 2\.\d+\.\d+ lacks _renamed_in_paho_3"):
+        server.check_paho_internals(client)
