@@ -75,8 +75,19 @@ from firmware_interface.protocol import (
     PacketType,
 )
 
-__all__ = ["DecodedSamples", "DecoderStats", "PacketDecoder", "decode_one"]
+__all__ = [
+    "RESTART_BACK_S",
+    "RESTART_GAP_S",
+    "DecodedSamples",
+    "DecoderStats",
+    "PacketDecoder",
+    "decode_one",
+]
 
+#: a valid packet this far behind the newest one is a sensor restart (see the module docstring)
+RESTART_BACK_S = 2.0
+#: session time inserted between the last sample before a sensor restart and the first after it
+RESTART_GAP_S = 1.0
 _SEQ_MOD = 1 << 16
 _SEQ_HALF = 1 << 15
 _T_MOD = 1 << 32
@@ -398,7 +409,9 @@ class PacketDecoder:
         >>> out.acc_mps2.shape, dec.stats.lost  # doctest: +SKIP
     """
 
-    def __init__(self, *, restart_back_s: float = 2.0, restart_gap_s: float = 1.0) -> None:
+    def __init__(
+        self, *, restart_back_s: float = RESTART_BACK_S, restart_gap_s: float = RESTART_GAP_S
+    ) -> None:
         if not restart_back_s > 0 or not restart_gap_s >= 0:
             raise ValueError(
                 f"restart_back_s must be > 0 and restart_gap_s >= 0, got {restart_back_s}, {restart_gap_s}"

@@ -61,6 +61,7 @@ from firmware_interface.bridge import (
     server_stats_topic,
     topic,
 )
+from firmware_interface.decoder import RESTART_BACK_S, RESTART_GAP_S
 from firmware_interface.protocol import HEADER_STRUCT, PROTOCOL_VERSION, PacketType
 from imu.alerts import AlertConfig
 from imu.pipeline import Pipeline, SessionInfo
@@ -165,7 +166,9 @@ class ReorderBuffer:
     waits for a missing predecessor until ``window`` packets are held or ``hold_s`` passed; then
     the gap is skipped (the decoder counts it as lost). A packet older than the released stream
     is a duplicate if it was released recently, else it is passed on late (the decoder counts it
-    as reordered).
+    as reordered). A packet whose sensor clock is more than ``RESTART_BACK_S`` behind the newest
+    (the sensor rebooted: new sequence numbers and clock) releases everything held and starts
+    the ordering afresh (``restarts``), as the decoder starts a new stream segment there.
     """
 
     def __init__(self, window: int, hold_s: float, *, remember: int = 4096) -> None:
@@ -181,6 +184,8 @@ class ReorderBuffer:
         self.late = 0
         self.reordered_fixed = 0
         self.skipped = 0
+        self.restarts = 0
+        self._newest_t0_us: int | None = None  # raw u32 sensor clock of the newest packet
 
     @property
     def held(self) -> int:
@@ -197,10 +202,26 @@ class ReorderBuffer:
         limit = self.window if window is None else min(window, self.window)
         out: list[bytes] = []
         for pkt in packets:
-            seq = _trusted_seq(pkt)
-            if seq is None:
+            header = _trusted_header(pkt)
+            if header is None:
                 out.append(pkt)
                 continue
+            seq, t0_us = header
+            newest = self._newest_t0_us
+            if newest is None:
+                self._newest_t0_us = t0_us
+            else:
+                dt = (t0_us - newest) & 0xFFFFFFFF
+                if dt >= 1 << 31:
+                    if (1 << 32) - dt > _RESTART_BACK_US:  # the sensor restarted
+                        self.restarts += 1
+                        out += self.flush()
+                        self._next = None
+                        self._recent.clear()
+                        self._recent_order.clear()
+                        self._newest_t0_us = t0_us
+                else:
+                    self._newest_t0_us = t0_us
             if self._next is None:
                 self._next = seq
             nxt = self._next
@@ -266,12 +287,16 @@ class ReorderBuffer:
             self._recent.discard(self._recent_order.popleft())
 
 
-def _trusted_seq(pkt: bytes) -> int | None:
+_RESTART_BACK_US: Final = round(RESTART_BACK_S * 1e6)
+
+
+def _trusted_header(pkt: bytes) -> tuple[int, int] | None:
+    """(seq, raw t0_us) of a data packet whose CRC holds, else None."""
     if len(pkt) < 16 or pkt[0] != PROTOCOL_VERSION or pkt[1] != PacketType.IMU_DATA:
         return None
     if binascii.crc_hqx(pkt[:-2], 0xFFFF) != int.from_bytes(pkt[-2:], "little"):
         return None
-    return int.from_bytes(pkt[2:4], "little")
+    return int.from_bytes(pkt[2:4], "little"), int.from_bytes(pkt[4:8], "little")
 
 
 # --- sessions ---------------------------------------------------------------------------------
@@ -301,7 +326,9 @@ class _SensorClock:
             t0_s = 0.0
         else:
             d = (t0_us - self._ref_raw) & 0xFFFFFFFF
-            t0_s = self._ref_s + (d - (1 << 32) if d >= 1 << 31 else d) / 1e6
+            d = d - (1 << 32) if d >= 1 << 31 else d
+            # a sensor restart: the decoder goes on RESTART_GAP_S after the last sample
+            t0_s = self._ref_s + (RESTART_GAP_S if d < -_RESTART_BACK_US else d / 1e6)
         if update:
             self._ref_raw, self._ref_s = t0_us, t0_s
         return t0_s + (n - 1) / rate
@@ -360,6 +387,7 @@ class _Session:
             "late_packets": self.reorder.late,
             "reordered_fixed": self.reorder.reordered_fixed,
             "reorder_skipped": self.reorder.skipped,
+            "sensor_restarts": self.reorder.restarts,
             "batch_seq_regressions": self.batch_seq_regressions,
             "overload_dropped": self.overload_dropped,
             "steps_sent": self.steps_sent,

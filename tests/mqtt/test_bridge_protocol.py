@@ -161,6 +161,33 @@ def test_default_fast_window_fixes_swap_across_batches_and_skips_loss_at_next_pa
     assert (buf.skipped, buf.late, buf.duplicates) == (1, 0, 0)
 
 
+@pytest.mark.parametrize("start_seq", [0, 5000])
+def test_reorder_buffer_passes_a_rebooted_sensor_on(start_seq: int) -> None:
+    """A sensor reboot (sequence and clock from ~0) mid-session: nothing after it is dropped, in
+    order, and the decoder continues the session (before: with the session's own first sequence
+    numbers still remembered, every packet after the reboot was dropped as a duplicate)."""
+    from firmware_interface.decoder import PacketDecoder
+
+    def pkt(seq: int, t0_us: int) -> bytes:
+        return encode_data_packet(seq, t0_us, 200, 16, 2000, np.zeros((10, 6), np.int16))
+
+    before = [pkt(start_seq + i, 60_000_000 + i * 50_000) for i in range(400)]
+    after = [pkt(i, 200_000 + i * 50_000) for i in range(300)]
+    stream = before + after
+    stream[450], stream[451] = stream[451], stream[450]  # a swap after the reboot is still fixed
+    buf = ReorderBuffer(window=32, hold_s=1.0)
+    out: list[bytes] = []
+    for k in range(0, len(stream), 2):
+        out += buf.push(stream[k : k + 2], now_s=k * 0.05, window=1)
+    out += buf.flush()
+    assert out == before + after
+    assert (buf.restarts, buf.duplicates, buf.late, buf.skipped) == (1, 0, 0, 0)
+    dec = PacketDecoder()
+    dec.decode(out)
+    assert dec.stats.restarts == 1
+    assert dec.stats.decoded == 700
+
+
 def test_server_uses_fast_window_only_while_batches_are_contiguous() -> None:
     from imu.server import BridgeServer, ServerConfig, _Session
 
