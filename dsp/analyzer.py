@@ -196,6 +196,18 @@ def _is_kernel_array(x: Any, ndim: int) -> bool:
     return bool(f.c_contiguous and f.writeable and f.aligned)
 
 
+def _ready_arrays(t: Any, a: Any, g: Any) -> bool:
+    """``t`` (n,), ``a`` and ``g`` (n, 3) are arrays of the kernel's argument types."""
+    return (
+        _is_kernel_array(t, 1)
+        and _is_kernel_array(a, 2)
+        and _is_kernel_array(g, 2)
+        and a.shape[1] == 3
+        and a.shape[0] == t.shape[0]
+        and g.shape == a.shape
+    )
+
+
 def _compiled_entry(
     args: tuple[Any, ...],
 ) -> Callable[..., tuple[NDArray[np.float64], NDArray[np.float64]]] | None:
@@ -339,16 +351,6 @@ class GaitAnalyzer:
     def _validate(
         self, t_s: Any, acc: Any, gyr: Any
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        if (
-            self.has_gyro
-            and _is_kernel_array(t_s, 1)
-            and _is_kernel_array(acc, 2)
-            and _is_kernel_array(gyr, 2)
-            and acc.shape[1] == 3
-            and acc.shape[0] == t_s.shape[0]
-            and gyr.shape == acc.shape
-        ):  # the live case: nothing to convert or check further (the same arrays as below)
-            return t_s, acc, gyr
         t = np.ascontiguousarray(t_s, dtype=np.float64)
         if t.ndim != 1:
             raise InputValidationError("t_s", f"must be 1-D, got shape {t.shape}")
@@ -369,16 +371,20 @@ class GaitAnalyzer:
 
     # ------------------------------------------------------------------ processing
     def _process(
-        self, t: NDArray[np.float64], a: NDArray[np.float64], g: NDArray[np.float64], finish: bool
+        self,
+        t: NDArray[np.float64],
+        a: NDArray[np.float64],
+        g: NDArray[np.float64],
+        finish: bool,
+        ready: bool = False,
     ) -> AnalyzerOutput:
+        """One kernel call; ``ready``: t, a, g passed :func:`_ready_arrays`."""
         assert self._fs is not None
         assert self._gs is not None
         assert self._coef is not None
         gs = self._gs
         kernel = self._kernel
-        if kernel is None or not (
-            _is_kernel_array(t, 1) and _is_kernel_array(a, 2) and _is_kernel_array(g, 2)
-        ):
+        if kernel is None or not (ready or _ready_arrays(t, a, g)):
             kernel = _pipeline_kernel
         # one kernel call per push (the whole recording offline); states mutated in place
         args = (
@@ -412,7 +418,12 @@ class GaitAnalyzer:
 
     def push(self, t_s: Any, acc_mps2: Any, gyr_dps: Any = None) -> AnalyzerOutput:
         """Process one block of samples; returns the events/steps finalized by it."""
-        t, a, g = self._validate(t_s, acc_mps2, gyr_dps)
+        # the live case (decoder output): arrays of the kernel's types, nothing to convert
+        ready = self.has_gyro and _ready_arrays(t_s, acc_mps2, gyr_dps)
+        if ready:
+            t, a, g = t_s, acc_mps2, gyr_dps
+        else:
+            t, a, g = self._validate(t_s, acc_mps2, gyr_dps)
         self._n_in += t.shape[0]
         if self._fs is None:
             self._buf.append((t, a, g))
@@ -420,7 +431,8 @@ class GaitAnalyzer:
             if self._nbuf < _N_RATE_EST:
                 return AnalyzerOutput(np.zeros(0, EVENT_DTYPE), np.zeros(0, STEP_DTYPE))
             t, a, g = self._drain_buffer()
-        return self._process(t, a, g, False)
+            ready = False
+        return self._process(t, a, g, False, ready)
 
     def _drain_buffer(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         if len(self._buf) == 1:  # one block (offline analysis): no copy

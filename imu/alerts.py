@@ -332,11 +332,12 @@ class AlertEngine:
         out: list[Alert] = []
         if len(steps) == 0:
             return out
-        cols = np.stack([np.asarray(steps[c], dtype=np.float64) for c in _COLS], axis=1).tolist()
-        times = steps["time_s"].astype(np.float64).tolist()
-        sides = steps["side"].astype(np.int64).tolist()
-        acts = steps["activity"].astype(np.int64).tolist()
-        for t, sd, act, vals in zip(times, sides, acts, cols, strict=True):
+        # rows of Python floats per step (STEP_DTYPE's fields are f8 / i1: tolist is exact)
+        rows = zip(*[steps[c].tolist() for c in _COLS], strict=True)
+        times = steps["time_s"].tolist()
+        sides = steps["side"].tolist()
+        acts = steps["activity"].tolist()
+        for t, sd, act, vals in zip(times, sides, acts, rows, strict=True):
             if not t >= self._last_t:
                 raise InputError("AlertEngine.update", f"steps out of time order at t={t:.3f} s")
             if act != self._last_act or t - self._last_t > self.config.max_step_gap_s:
@@ -345,7 +346,7 @@ class AlertEngine:
             self._last_t, self._last_act = t, act
             cad = vals[0]
             pace_pt = 60.0 / cad if cad > 0 and math.isfinite(cad) else None
-            self._q.append(_Step(t, sd, act, self._seg, tuple(vals), pace_pt))
+            self._q.append(_Step(t, sd, act, self._seg, vals, pace_pt))
             self._drain(out, final=False)
         return out
 
