@@ -31,6 +31,7 @@ import random
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 import zlib
@@ -236,6 +237,14 @@ class ReorderBuffer:
                     self.late += 1
                     out.append(pkt)
                 continue
+            if u == nxt and not self._held:  # in order, nothing held: what _release does
+                out.append(pkt)
+                self._recent.add(u)
+                self._recent_order.append(u)
+                self._next = u + 1
+                if len(self._recent_order) > self._remember:
+                    self._recent.discard(self._recent_order.popleft())
+                continue
             if u in self._held:
                 self.duplicates += 1
                 continue
@@ -288,15 +297,18 @@ class ReorderBuffer:
 
 
 _RESTART_BACK_US: Final = round(RESTART_BACK_S * 1e6)
+_IMU_DATA: Final = int(PacketType.IMU_DATA)
+_SEQ_T0: Final = struct.Struct("<BBHI")  # version, type, seq, t0_us
 
 
 def _trusted_header(pkt: bytes) -> tuple[int, int] | None:
     """(seq, raw t0_us) of a data packet whose CRC holds, else None."""
-    if len(pkt) < 16 or pkt[0] != PROTOCOL_VERSION or pkt[1] != PacketType.IMU_DATA:
+    if len(pkt) < 16 or pkt[0] != PROTOCOL_VERSION or pkt[1] != _IMU_DATA:
         return None
-    if binascii.crc_hqx(pkt[:-2], 0xFFFF) != int.from_bytes(pkt[-2:], "little"):
+    if binascii.crc_hqx(pkt[:-2], 0xFFFF) != pkt[-2] | pkt[-1] << 8:
         return None
-    return int.from_bytes(pkt[2:4], "little"), int.from_bytes(pkt[4:8], "little")
+    _, _, seq, t0_us = _SEQ_T0.unpack_from(pkt)
+    return seq, t0_us
 
 
 # --- sessions ---------------------------------------------------------------------------------
@@ -315,9 +327,9 @@ class _SensorClock:
         self._ref_s = 0.0
 
     def end_s(self, pkt: bytes, *, update: bool) -> float | None:
-        if len(pkt) < 16 or pkt[1] != PacketType.IMU_DATA:
+        if len(pkt) < 16 or pkt[1] != _IMU_DATA:
             return None
-        if binascii.crc_hqx(pkt[:-2], 0xFFFF) != int.from_bytes(pkt[-2:], "little"):
+        if binascii.crc_hqx(pkt[:-2], 0xFFFF) != pkt[-2] | pkt[-1] << 8:
             return None
         _, _, _, t0_us, rate, _, _, n = HEADER_STRUCT.unpack_from(pkt, 0)
         if rate <= 0:

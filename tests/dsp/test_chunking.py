@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 from dsp_synth import synth_run
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+import dsp.analyzer as analyzer_module
 from dsp.analyzer import AnalyzerOutput, GaitAnalyzer, analyze
 from dsp.orientation import orient, orient_initial_state
 
@@ -117,3 +119,33 @@ def test_orientation_kernel_chunks_bitwise(cuts: list[int]) -> None:
         sig, s = orient(_OA[a:b], _OG[a:b], _OF[a:b], sample_rate_hz=400.0, state=s)
         parts.append(sig)
     np.testing.assert_array_equal(np.concatenate(parts), _O_OFF)
+
+
+def _live_chunks(an: GaitAnalyzer, size: int, readonly: bool = False) -> AnalyzerOutput:
+    outs = []
+    for a in range(0, _T.size, size):
+        t, acc, gyr = (x[a : a + size].copy() for x in (_T, _ACC, _GYR))
+        for x in (t, acc, gyr):
+            x.flags.writeable = not readonly
+        outs.append(an.push(t, acc, gyr))
+    outs.append(an.flush())
+    ev, steps = _concat(outs)
+    return AnalyzerOutput(ev, steps)
+
+
+def test_compiled_entry_point_same_as_dispatcher(monkeypatch: Any) -> None:
+    """Pushes call the pipeline kernel's compiled entry point directly (no re-typing of the
+    arguments per push); bit for bit what the numba dispatcher gives, also for inputs that need
+    the dispatcher (read-only arrays)."""
+    fast = GaitAnalyzer(sample_rate_hz=100.0)
+    out_fast = _live_chunks(fast, 40)
+    assert fast._kernel is not None
+    out_ro = _live_chunks(GaitAnalyzer(sample_rate_hz=100.0), 40, readonly=True)
+    monkeypatch.setattr(analyzer_module, "_compiled_entry", lambda args: None)
+    slow = GaitAnalyzer(sample_rate_hz=100.0)
+    out_slow = _live_chunks(slow, 40)
+    assert slow._kernel is None
+    assert len(out_slow.steps) > 15
+    for out in (out_fast, out_ro):
+        assert out.steps.tobytes() == out_slow.steps.tobytes()
+        assert out.events.tobytes() == out_slow.events.tobytes()
