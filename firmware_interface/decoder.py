@@ -537,6 +537,36 @@ def _to_samples(parsed: _Parsed, accepted: _I8, t0_us: _I8) -> tuple[_F8, _F8, _
     return t_s, acc, gyr, last_rate_hz
 
 
+def _state_field(index: int, has_index: int | None = None) -> Any:
+    """A property of :class:`PacketDecoder` stored in its ``_st`` array at ``index`` (a Python
+    int; ``None`` when the flag at ``has_index`` is 0)."""
+
+    def get(self: PacketDecoder) -> int | None:
+        if has_index is not None and not self._st[has_index]:
+            return None
+        return int(self._st[index])
+
+    def put(self: PacketDecoder, value: int | None) -> None:
+        if has_index is not None:
+            self._st[has_index] = value is not None
+        if value is not None:
+            self._st[index] = value
+
+    return property(get, put)
+
+
+def _flag_field(index: int) -> Any:
+    """A bool property of :class:`PacketDecoder` stored in its ``_st`` array at ``index``."""
+
+    def get(self: PacketDecoder) -> bool:
+        return bool(self._st[index])
+
+    def put(self: PacketDecoder, value: bool) -> None:
+        self._st[index] = bool(value)
+
+    return property(get, put)
+
+
 class PacketDecoder:
     """Stateful decoder of one sensor stream (one session); see the module docstring for the rules.
 
@@ -561,6 +591,15 @@ class PacketDecoder:
         self._restart_gap_us = round(restart_gap_s * 1e6)
         self._init_state()
 
+    _scan_raw_us = _state_field(_ST_SCAN_RAW, _ST_HAS_SCAN)
+    _scan_rel_us = _state_field(_ST_SCAN_REL)
+    _scan_max_us = _state_field(_ST_SCAN_MAX)
+    _newest_seq = _state_field(_ST_NEWEST, _ST_HAS_NEWEST)
+    _have_t0 = _flag_field(_ST_HAVE_T0)
+    _last_t0_raw_us = _state_field(_ST_LAST_RAW)
+    _last_t0_us = _state_field(_ST_LAST_T0)
+    _t0_base_us = _state_field(_ST_BASE, _ST_HAS_BASE)
+
     def _init_state(self) -> None:
         self._stats = DecoderStats()
         # counters of fast-path batches not yet folded into _stats (see _fold_fast):
@@ -568,17 +607,21 @@ class PacketDecoder:
         self._fast_packets = 0
         self._fast_lost = 0
         self._fast_gaps = 0
-        self._newest_seq: int | None = None  # unwrapped (monotonic) sequence number
+        # the stream state below lives in this array (the properties of the class), which the
+        # fast path's kernel reads and updates in place
+        self._st = np.zeros(_ST_SIZE, dtype=np.int64)
+        self._st[_ST_BACK_US] = self._restart_back_us
+        self._newest_seq = None  # unwrapped (monotonic) sequence number
         self._first_seq = 0
         self._lost_seqs: set[int] = set()  # unwrapped seqs counted in `lost`, within reach
         self._have_t0 = False
         self._last_t0_raw_us = 0
         self._last_t0_us = 0  # unwrapped
-        self._t0_base_us: int | None = None  # unwrapped t0 of the first packet after a restart
+        self._t0_base_us = None  # unwrapped t0 of the first packet after a restart
         self._last_span_us = 0  # duration of the newest accepted packet's samples
         # restart scan over every valid packet: previous raw t0, its position and the newest
         # position (us, relative to the segment's first packet)
-        self._scan_raw_us: int | None = None
+        self._scan_raw_us = None
         self._scan_rel_us = 0
         self._scan_max_us = 0
         self._sample_rate_hz = 0.0
@@ -626,7 +669,7 @@ class PacketDecoder:
         Raises:
             TypeError: an element is not bytes-like (a programming error, not bad data).
         """
-        batch = [_as_bytes(p) for p in packets]
+        batch = [p if type(p) is bytes else _as_bytes(p) for p in packets]
         if 0 < len(batch) <= _FAST_BATCH:
             fast = self._decode_fast(batch)
             if fast is not None:
@@ -725,23 +768,8 @@ class PacketDecoder:
             return None
         m = len(batch)
         buf = np.frombuffer(b"".join(batch), dtype=np.uint8)
-        st = np.array(
-            [
-                self._scan_raw_us is not None,
-                self._scan_raw_us or 0,
-                self._scan_rel_us,
-                self._scan_max_us,
-                self._restart_back_us,
-                self._newest_seq is not None,
-                self._newest_seq or 0,
-                self._have_t0,
-                self._last_t0_raw_us,
-                self._last_t0_us,
-                self._t0_base_us is not None,
-                self._t0_base_us or 0,
-            ],
-            dtype=np.int64,
-        )
+        st = self._st
+        first = not st[_ST_HAS_NEWEST]
         k = m * n
         t_s = np.empty(k)
         acc = np.empty((k, 3))
@@ -752,23 +780,19 @@ class PacketDecoder:
         )
         if n_jumps < 0:
             return None
-        # accepted: commit the stream state
-        (_, scan_raw, scan_rel, scan_max, _, _, newest, _, last_raw, last_t0, _, _) = st.tolist()
-        if self._newest_seq is None:
+        # accepted: the kernel updated the stream state in _st; the rest of it here
+        if first:
             self._first_seq = int.from_bytes(batch[0][2:4], "little")
-        self._scan_raw_us, self._scan_rel_us, self._scan_max_us = scan_raw, scan_rel, scan_max
         lost = 0
         if n_jumps:
             for base, d in jumps[:n_jumps].tolist():
                 self._lost_seqs.update(range(base + 1, base + d))
                 lost += d - 1
-        self._newest_seq = newest
-        self._prune()
+        if self._lost_seqs:
+            self._prune()
         self._fast_packets += m
         self._fast_lost += lost
         self._fast_gaps += n_jumps
-        self._have_t0 = True
-        self._last_t0_raw_us, self._last_t0_us = last_raw, last_t0
         rate = float(int.from_bytes(batch[0][8:10], "little"))
         self._sample_rate_hz = rate
         self._last_span_us = round((n - 1) / rate * 1e6)
