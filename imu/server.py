@@ -297,6 +297,8 @@ class ReorderBuffer:
 
 
 _RESTART_BACK_US: Final = round(RESTART_BACK_S * 1e6)
+_UNSEEN: Final[Any] = object()
+_MAX_TOPICS: Final = 100_000  # parsed-topic cache size (cleared when full)
 _IMU_DATA: Final = int(PacketType.IMU_DATA)
 _SEQ_T0: Final = struct.Struct("<BBHI")  # version, type, seq, t0_us
 
@@ -851,6 +853,8 @@ class BridgeServer:
             "disconnects": 0,
         }
         self.bad_payloads: dict[str, dict[str, int]] = {}
+        # valid topics seen: (runner, session) key and kind, or None (another partition's)
+        self._topics: dict[str, tuple[tuple[str, str], str] | None] = {}
         self.loop_lag_max_s = 0.0
         self.summaries: dict[tuple[str, str], dict[str, Any]] = {}
         self._stopping = False
@@ -1005,21 +1009,28 @@ class BridgeServer:
         """Validate and queue one incoming message (cheap; never raises on bad input)."""
         self.counters["messages_in"] += 1
         self.counters["bytes_in"] += len(payload)
-        try:
-            parts = parse_topic(topic_name)
-        except BridgeFormatError as exc:
-            self.counters["bad_topic"] += 1
-            self._bad("?", exc)
-            return
-        i, n = self.cfg.partition
-        if n > 1 and partition_of(parts.runner, n) != i:
+        cached = self._topics.get(topic_name, _UNSEEN)
+        if cached is _UNSEEN:  # parse and check a topic once (one per session and kind)
+            try:
+                parts = parse_topic(topic_name)
+            except BridgeFormatError as exc:
+                self.counters["bad_topic"] += 1
+                self._bad("?", exc)
+                return
+            i, n = self.cfg.partition
+            mine = n <= 1 or partition_of(parts.runner, n) == i
+            cached = ((parts.runner, parts.session), parts.kind) if mine else None
+            if len(self._topics) >= _MAX_TOPICS:
+                self._topics.clear()
+            self._topics[topic_name] = cached
+        if cached is None:
             self.counters["other_partition"] += 1
             return
-        key = (parts.runner, parts.session)
+        key, kind = cached
         try:
-            if parts.kind == "raw":
+            if kind == "raw":
                 self._on_raw(key, payload)
-            elif parts.kind == "status":
+            elif kind == "status":
                 self._on_status(key, decode_status(payload))
         except BridgeFormatError as exc:
             self._bad(parts.runner, exc)
