@@ -1033,7 +1033,7 @@ class BridgeServer:
             elif kind == "status":
                 self._on_status(key, decode_status(payload))
         except BridgeFormatError as exc:
-            self._bad(parts.runner, exc)
+            self._bad(key[0], exc)
 
     def _bad(self, runner: str, exc: BridgeFormatError) -> None:
         per = self.bad_payloads.get(runner)
