@@ -37,6 +37,9 @@ Measured per N (columns explained in ``LEGEND``, printed with the table):
   one core over the measured phase (/proc/<pid>/stat, /proc/stat), and the 1-minute load
   average at the start and end of each run.
 
+``--components`` prints only the in-process CPU cost per pipeline call of the server's parts (see
+:func:`components`).
+
 Steps of the first ``--warmup`` seconds are not counted. ``BENCH_PYSPY=/path/to/py-spy`` records
 the server with py-spy (raw collapsed stacks to ``BENCH_PYSPY_OUT``) during the measured phase.
 """
@@ -692,6 +695,97 @@ def _row(r: dict[str, Any]) -> str:
     return " ".join(cells) + f"  {'PASS' if ok else 'no':>4}  {load}"
 
 
+def components(minutes: float, seed: int, chunk: int, repeat: int) -> str:
+    """In-process CPU cost of the server's per-call work, one line (``--components``).
+
+    One simulated session (``minutes`` of running-start run) as 200 Hz wire packets, fed in
+    ``chunk``-packet calls (4 ~ one step-synchronous call of ``imu serve``): the whole
+    ``Pipeline.feed_packets`` with the server's steps encoding as ``on_steps``, then the same
+    calls' parts alone: ``PacketDecoder.decode``, ``GaitAnalyzer.push``, ``AlertEngine.update``
+    (calls with steps), ``encode_steps`` (calls with steps); and per packet the server's
+    ``ReorderBuffer.push`` (2-packet messages). CPU microseconds per call (per packet for the
+    reorder), best of ``repeat`` with the garbage collector off.
+    """
+    import gc
+
+    from dsp.analyzer import GaitAnalyzer
+    from firmware_interface.bridge import encode_steps
+    from firmware_interface.decoder import PacketDecoder
+    from imu.alerts import AlertConfig, AlertEngine
+    from imu.pipeline import Pipeline, SessionInfo
+    from imu.server import ReorderBuffer
+    from simulators import simulate_run
+
+    pk = [p for _, p in simulate_run(minutes, seed).packets]
+    chunks = [pk[i : i + chunk] for i in range(0, len(pk), chunk)]
+
+    def cpu(fn: Any) -> float:
+        t0 = time.process_time()
+        fn()
+        return time.process_time() - t0
+
+    def pipeline() -> None:
+        p = Pipeline(SessionInfo("s"), on_steps=lambda st: encode_steps(st, batch_seq=1))
+        for c in chunks:
+            p.feed_packets(c)
+
+    dec = PacketDecoder()
+    decoded = [dec.decode(c) for c in chunks]
+    origin = decoded[0].t_s[0]
+    ins = [(d.t_s - origin, d.acc_mps2, d.gyr_dps) for d in decoded]
+    an = GaitAnalyzer()
+    steps = [s for s in (an.push(*x).steps for x in ins) if len(s)]
+
+    def decode() -> None:
+        d = PacketDecoder()
+        for c in chunks:
+            d.decode(c)
+
+    def push() -> None:
+        a = GaitAnalyzer()
+        for x in ins:
+            a.push(*x)
+
+    def alerts() -> None:
+        e = AlertEngine(AlertConfig(), runner="r", session="s")
+        for s in steps:
+            e.update(s)
+
+    def encode() -> None:
+        for s in steps:
+            encode_steps(s, batch_seq=1)
+
+    def reorder() -> None:
+        r = ReorderBuffer(64, 1.0)
+        for i in range(0, len(pk), 2):
+            r.push(pk[i : i + 2], 0.0, window=1)
+
+    pipeline()  # compile / warm up
+    gc.disable()
+    try:
+        best = {
+            name: min(cpu(fn) for _ in range(repeat))
+            for name, fn in (
+                ("pipeline", pipeline),
+                ("decode", decode),
+                ("push", push),
+                ("alerts", alerts),
+                ("encode", encode),
+                ("reorder", reorder),
+            )
+        }
+    finally:
+        gc.enable()
+    n, k = len(chunks), len(steps)
+    return (
+        f"COMPONENTS calls={n} (with steps {k}), CPU us per call: "
+        f"feed_packets {best['pipeline'] / n * 1e6:.1f} = decode {best['decode'] / n * 1e6:.1f}"
+        f" + push {best['push'] / n * 1e6:.1f} + alerts {best['alerts'] / k * 1e6:.1f} x {k / n:.2f}"
+        f" + encode_steps {best['encode'] / k * 1e6:.1f} x {k / n:.2f} + rest; "
+        f"ReorderBuffer.push {best['reorder'] / len(pk) * 1e6:.2f} us per packet"
+    )
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--_loadgen":
         _loadgen_main(sys.argv[2], sys.argv[3])
@@ -747,7 +841,15 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="also print each result as JSON")
+    ap.add_argument(
+        "--components",
+        action="store_true",
+        help="only print the in-process per-call CPU cost of the pipeline's parts (COMPONENTS line)",
+    )
     args = ap.parse_args()
+    if args.components:
+        print(components(4.0, args.seed, 4, 5))
+        return
     if args.seconds > 600 or max(args.runners) > 5000:
         raise SystemExit("bounded runs only: --seconds <= 600, --runners <= 5000")
     if args.seconds < args.warmup + 5:
