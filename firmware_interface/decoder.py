@@ -13,9 +13,9 @@ duplicate or an out-of-order packet (the in-order case is vectorised too).
 
 Small batches (up to 256 packets, the live case: one BLE notification or one MQTT raw batch) in
 which every packet is accepted, all of one length and configuration, take a fast path
-(``struct.iter_unpack`` over the joined bytes, ``binascii.crc_hqx`` per packet, Python-int
-sequence and time bookkeeping) with exactly the same results; any other batch takes the
-vectorised path.
+(one numba kernel over the joined bytes: checks, CRC, restart scan, sequence and time bookkeeping
+and the samples, with the same float operations as the vectorised path, so exactly the same
+results); any other batch takes the vectorised path.
 
 Classification order of one packet (the first matching rule wins):
 
@@ -52,8 +52,6 @@ reconnect.
 from __future__ import annotations
 
 import binascii
-import functools
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,28 +97,12 @@ _SMALL_GROUP = 16
 # Up to this many packets, sequence bookkeeping runs on Python ints (cheaper than numpy calls).
 _SMALL_BATCH = 8
 # Up to this many packets, a batch of well-formed, in-order packets of one length and one
-# configuration is decoded with struct + binascii per packet and a handful of numpy calls
-# (PacketDecoder._decode_fast); anything else (or a larger batch) takes the vectorised path.
+# configuration is decoded by one compiled kernel (_fast_kernel via PacketDecoder._decode_fast);
+# anything else (or a larger batch) takes the vectorised path.
 _FAST_BATCH = 256
 
 
-@functools.cache
-def _sample_offsets(n: int, rate_hz: float) -> npt.NDArray[np.float64]:
-    """``i / rate_hz`` for the samples i of a packet (read-only, shared)."""
-    out = np.arange(n, dtype=np.float64) / rate_hz
-    out.flags.writeable = False
-    return out
-
-
-@functools.cache
-def _packet_struct(n: int) -> struct.Struct:
-    """Header fields, skipped samples and wire CRC of a packet of ``n`` samples."""
-    return struct.Struct(f"<BBHIHBHB{n * SAMPLE_BYTES}xH")
-
-
 _IMU_DATA = int(PacketType.IMU_DATA)
-_ACC_SET = frozenset(ACC_RANGES_G)
-_GYR_SET = frozenset(GYR_RANGES_DPS)
 
 # Classification codes, one per packet.
 _OK = 0
@@ -753,7 +735,7 @@ class PacketDecoder:
     # --- internals ------------------------------------------------------------------------------
 
     def _decode_fast(self, batch: list[bytes]) -> DecodedSamples | None:
-        """The common live case without numpy bookkeeping; ``None`` (state untouched) = not it.
+        """The common live case in one compiled pass; ``None`` (state untouched) = not it.
 
         Applies when every packet of ``batch`` is accepted by the rules of the module docstring
         (one length, valid header and CRC, each sequence number a forward step from the previous
