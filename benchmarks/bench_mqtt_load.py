@@ -83,12 +83,9 @@ def _machine_cpu_s() -> float:
 
 # --- load generator (child process) --------------------------------------------------------------
 def _mqtt_packet(first: int, body: bytes) -> bytes:
-    n, length = len(body), bytearray()
-    while True:
-        n, b = n >> 7, n & 0x7F
-        length.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes([first, *length]) + body
+    from imu.server import mqtt_fixed_header  # the server's encoder (imported by the children)
+
+    return mqtt_fixed_header(first, len(body)) + body
 
 
 def _str16(b: bytes) -> bytes:

@@ -691,7 +691,8 @@ def _coalescing_writer(paho: mqtt.Client) -> Callable[[], MQTTErrorCode]:
     return packet_write
 
 
-def _mqtt_fixed_header(first: int, length: int) -> bytes:
+def mqtt_fixed_header(first: int, length: int) -> bytes:
+    """MQTT fixed header: the packet type/flags byte and the remaining length (varint)."""
     out = bytearray((first,))
     while True:
         length, b = length >> 7, length & 0x7F
@@ -1355,7 +1356,7 @@ class BridgeServer:
                         (len(t).to_bytes(2, "big"), t, mid.to_bytes(2, "big"), props, item.payload)
                     )
                     paho._packet_queue(
-                        _PUBLISH_QOS1, _mqtt_fixed_header(0x32, len(body)) + body, mid, 1
+                        _PUBLISH_QOS1, mqtt_fixed_header(0x32, len(body)) + body, mid, 1
                     )
         finally:
             reader.on_puback = None

@@ -259,6 +259,7 @@ def test_threaded_sink_writes_queued_batches_in_one_call_and_isolates_a_bad_batc
 
 
 def _mqtt_packet(first: int, body: bytes) -> bytes:
+    """An MQTT packet, encoded here independently of imu.server (the parser's test oracle)."""
     n, length = len(body), bytearray()
     while True:
         n, b = n >> 7, n & 0x7F
