@@ -14,6 +14,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -548,8 +549,14 @@ def peak_correction_check() -> list[str]:
             f"{1e3 * np.mean(e1):+.1f} ms"
         )
     b, a = ss.butter(4, 20.0, fs=500.0)
-    variants = ((0.3, 0.08, 176), (0.6, 0.08, 176), (1.0, 0.07, 176), (1.5, 0.07, 186))
-    variants += ((0.6, 0.06, 190), (1.2, 0.09, 166))
+    variants = (
+        (0.3, 0.08, 176),
+        (0.6, 0.08, 176),
+        (1.0, 0.07, 176),
+        (1.5, 0.07, 186),
+        (0.6, 0.06, 190),
+        (1.2, 0.09, 166),
+    )
     for filt in (False, True):
         xs, ys = [], []
         for k, (imp, vo, cad) in enumerate(variants):
@@ -681,7 +688,7 @@ def _logreg(X: NDArray[np.float64], y: NDArray[np.float64], l2: float) -> NDArra
 
 
 def _fit_walk_accept(
-    data: list[tuple[Any, NDArray[np.float64], NDArray[np.float64]]],
+    data: Sequence[tuple[Any, tuple[NDArray[np.float64], ...], NDArray[np.int64]]],
     gp: GaitParams,
     l2: float = 1.0,
 ) -> GaitParams:
@@ -936,30 +943,15 @@ def main(argv: list[str] | None = None) -> int:
                         ),
                         "",
                     ),
-                    (
-                        "IC F1 (40 ms)",
-                        " | ".join(f"{ho[h]['f1']:.3f}" for h in ("even", "odd")),
-                        "",
-                    ),
-                    (
-                        "IC bias ms",
-                        " | ".join(f"{ho[h]['bias_ms']:+.1f}" for h in ("even", "odd")),
-                        "within +-5",
-                    ),
-                    (
-                        "IC |error| p95 ms",
-                        " | ".join(f"{ho[h]['p95_ms']:.1f}" for h in ("even", "odd")),
-                        "<= 15",
-                    ),
-                    (
-                        "contact time RMSE ms",
-                        " | ".join(f"{ho[h]['ct_rmse_ms']:.1f}" for h in ("even", "odd")),
-                        "<= 10",
-                    ),
-                    (
-                        "contact time bias ms",
-                        " | ".join(f"{ho[h]['ct_bias_ms']:+.1f}" for h in ("even", "odd")),
-                        "",
+                    *(
+                        (label, " | ".join(format(ho[h][key], fmt) for h in ("even", "odd")), tgt)
+                        for label, key, fmt, tgt in (
+                            ("IC F1 (40 ms)", "f1", ".3f", ""),
+                            ("IC bias ms", "bias_ms", "+.1f", "within +-5"),
+                            ("IC |error| p95 ms", "p95_ms", ".1f", "<= 15"),
+                            ("contact time RMSE ms", "ct_rmse_ms", ".1f", "<= 10"),
+                            ("contact time bias ms", "ct_bias_ms", "+.1f", ""),
+                        )
                     ),
                 ],
             )
